@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+// libflamingo: a Flamingo-family VLM inference engine behind a C ABI.
+// `swift build` / `swift test` are for development; CMakeLists.txt builds the
+// distributable libflamingo.so (static Swift runtime, version script, SONAME).
+import PackageDescription
+
+// Every SIMD-bearing target is compiled for x86-64-v3 (AVX2, FMA, F16C):
+// the default SSE2 target turns FMA and f16 conversion into library calls.
+let simdSwift: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
+let simdC: [CSetting] = [.unsafeFlags(["-march=x86-64-v3", "-O2"])]
+
+let package = Package(
+    name: "flamingo",
+    products: [
+        .library(name: "flamingo", type: .dynamic, targets: ["FlamingoCAPI"]),
+    ],
+    targets: [
+        // C helpers Swift cannot express: per-thread error strings, the
+        // run-time OpenCL loader (libOpenCL is optional at load time).
+        .target(name: "CFlamingoSupport", cSettings: simdC,
+                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport"],
+                swiftSettings: simdSwift),
+        .target(name: "FlamingoCAPI", dependencies: ["FlamingoCore", "CFlamingoSupport"],
+                swiftSettings: simdSwift),
+        .testTarget(name: "FlamingoCoreTests", dependencies: ["FlamingoCore", "FlamingoCAPI"],
+                    swiftSettings: simdSwift),
+    ],
+    swiftLanguageModes: [.v5]
+)

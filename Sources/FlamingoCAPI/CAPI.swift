@@ -1,0 +1,278 @@
+// The exported C ABI (include/flamingo.h). Every entry point catches every
+// Swift error, records the message for flamingo_last_error(), and returns a
+// status; out-parameters are written only on success.
+import CFlamingoSupport
+import FlamingoCore
+import Synchronization
+
+// MARK: - Errors and status
+
+let statusOK: Int32 = 0
+
+/// Runs `body`, converting a thrown error into its status code and the
+/// thread's last-error message.
+@inline(__always)
+func capi(_ function: StaticString, _ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return statusOK
+    } catch let e as FlamingoError {
+        let message = "\(function): \(e.message)"
+        fsup_set_last_error(message)
+        Log.debug(message)
+        return e.status
+    } catch {
+        fsup_set_last_error("\(function): unexpected error \(error)")
+        return FlamingoError.internal("").status
+    }
+}
+
+@c(flamingo_version)
+public func capiVersion() -> UnsafePointer<CChar> {
+    UnsafeRawPointer(Version.cString.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@c(flamingo_abi_version)
+public func capiABIVersion() -> UInt32 { Version.abi }
+
+@c(flamingo_status_string)
+public func capiStatusString(_ status: Int32) -> UnsafePointer<CChar> {
+    let s: StaticString
+    switch status {
+    case 0: s = "ok"
+    case 1: s = "invalid argument"
+    case 2: s = "i/o error"
+    case 3: s = "invalid format"
+    case 4: s = "unsupported"
+    case 5: s = "out of memory"
+    case 6: s = "backend error"
+    case 7: s = "not found"
+    case 8: s = "buffer too small"
+    case 9: s = "cancelled"
+    case 10: s = "internal error"
+    default: s = "unknown status"
+    }
+    return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+@c(flamingo_last_error)
+public func capiLastError() -> UnsafePointer<CChar> { fsup_last_error() }
+
+// MARK: - Logging
+
+@c(flamingo_log_set)
+public func capiLogSet(_ callback: LogCallback?, _ userData: UnsafeMutableRawPointer?) {
+    Log.setCallback(callback, user: userData)
+}
+
+@c(flamingo_log_set_level)
+public func capiLogSetLevel(_ level: Int32) {
+    Log.setLevel(LogLevel(rawValue: min(max(level, 0), 4)) ?? .none)
+}
+
+// MARK: - Structs sized by the caller
+
+/// Copies `value` into a caller struct of `size` bytes, keeping the
+/// caller's struct_size (the first field).
+func writeSized<T>(_ value: T, to out: UnsafeMutableRawPointer, size: Int) {
+    var v = value
+    withUnsafeBytes(of: &v) { src in
+        let n = min(size, src.count)
+        out.advanced(by: 4).copyMemory(from: src.baseAddress!.advanced(by: 4), byteCount: n - 4)
+    }
+}
+
+/// Reads the caller's struct_size from the first field and checks it
+/// covers at least the first published version of the struct.
+func checkedSize(_ p: UnsafeRawPointer?, _ minSize: Int, _ what: String) throws -> (UnsafeRawPointer, Int) {
+    guard let p else { throw FlamingoError.invalidArgument("\(what) is NULL") }
+    let size = Int(p.loadUnaligned(as: UInt32.self))
+    guard size >= minSize else {
+        throw FlamingoError.invalidArgument("\(what)->struct_size is \(size), expected at least \(minSize) (set it to sizeof(the struct))")
+    }
+    return (p, size)
+}
+
+/// Sizes of the first published version of each struct (ABI 1).
+enum V1Size {
+    static let deviceInfo = MemoryLayout<flamingo_device_info>.size
+    static let modelParams = MemoryLayout<flamingo_model_params>.size
+    static let modelInfo = MemoryLayout<flamingo_model_info>.size
+}
+
+/// Copies a Swift string into a fixed C char array, truncating at a UTF-8
+/// character boundary and always NUL-terminating.
+func fill<T>(_ field: inout T, _ s: String) {
+    withUnsafeMutableBytes(of: &field) { dst in
+        dst.initializeMemory(as: UInt8.self, repeating: 0)
+        var bytes = Array(s.utf8)
+        if bytes.count > dst.count - 1 {
+            var n = dst.count - 1
+            while n > 0 && bytes[n] & 0xC0 == 0x80 { n -= 1 }  // back to a character start
+            bytes.removeSubrange(n...)
+        }
+        dst.copyBytes(from: bytes)
+    }
+}
+
+// MARK: - Devices
+
+@c(flamingo_device_count)
+public func capiDeviceCount(_ out: UnsafeMutablePointer<Int>?) -> Int32 {
+    capi("flamingo_device_count") {
+        guard let out else { throw FlamingoError.invalidArgument("out_count is NULL") }
+        out.pointee = try Devices.all().count
+    }
+}
+
+@c(flamingo_device_get_info)
+public func capiDeviceGetInfo(_ index: Int, _ out: UnsafeMutableRawPointer?) -> Int32 {
+    capi("flamingo_device_get_info") {
+        let (_, size) = try checkedSize(out, V1Size.deviceInfo, "out")
+        let devices = try Devices.all()
+        guard index >= 0 && index < devices.count else {
+            throw FlamingoError.notFound("device index \(index) is out of range (\(devices.count) device(s))")
+        }
+        let d = devices[index]
+        var info = flamingo_device_info()
+        info.backend = flamingo_backend(rawValue: UInt32(d.backend.rawValue))
+        info.type = flamingo_device_type(rawValue: UInt32(d.kind.rawValue))
+        info.platform_index = d.platformIndex
+        info.device_index = d.deviceIndex
+        info.compute_units = d.computeUnits
+        info.memory_bytes = d.memoryBytes
+        fill(&info.name, d.name)
+        fill(&info.platform_name, d.platformName)
+        fill(&info.vendor, d.vendor)
+        fill(&info.driver_version, d.driverVersion)
+        writeSized(info, to: out!, size: size)
+    }
+}
+
+// MARK: - Models
+
+/// What a flamingo_model* points to.
+final class ModelHandle {
+    let model: Model
+    let params: flamingo_model_params
+    init(model: Model, params: flamingo_model_params) { self.model = model; self.params = params }
+}
+
+/// Live handles, so that a stale or foreign pointer is rejected instead of
+/// dereferenced.
+let liveModels = Mutex(Set<UnsafeMutableRawPointer>())
+
+func handle(_ p: OpaquePointer?) throws -> ModelHandle {
+    guard let p else { throw FlamingoError.invalidArgument("model is NULL") }
+    let raw = UnsafeMutableRawPointer(p)
+    guard liveModels.withLock({ $0.contains(raw) }) else {
+        throw FlamingoError.invalidArgument("model is not a live flamingo_model (already freed?)")
+    }
+    return Unmanaged<ModelHandle>.fromOpaque(raw).takeUnretainedValue()
+}
+
+func defaultModelParams() -> flamingo_model_params {
+    var p = flamingo_model_params()
+    p.struct_size = UInt32(MemoryLayout<flamingo_model_params>.size)
+    p.backend = FLAMINGO_BACKEND_CPU
+    p.device_index = -1
+    p.n_threads = 0
+    return p
+}
+
+@c(flamingo_model_default_params)
+public func capiModelDefaultParams(_ params: UnsafeMutableRawPointer?, _ structSize: Int) -> Int32 {
+    capi("flamingo_model_default_params") {
+        guard let params else { throw FlamingoError.invalidArgument("params is NULL") }
+        guard structSize >= V1Size.modelParams && structSize <= Int(UInt32.max) else {
+            throw FlamingoError.invalidArgument("struct_size \(structSize) is smaller than flamingo_model_params (\(V1Size.modelParams))")
+        }
+        params.storeBytes(of: UInt32(structSize), as: UInt32.self)
+        writeSized(defaultModelParams(), to: params, size: structSize)
+    }
+}
+
+@c(flamingo_model_load)
+public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPointer?,
+                          _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    capi("flamingo_model_load") {
+        guard let path else { throw FlamingoError.invalidArgument("path is NULL") }
+        guard let out else { throw FlamingoError.invalidArgument("out_model is NULL") }
+        var p = defaultModelParams()
+        if params != nil {
+            let (src, size) = try checkedSize(params, V1Size.modelParams, "params")
+            withUnsafeMutableBytes(of: &p) { dst in
+                dst.baseAddress!.copyMemory(from: src, byteCount: min(size, dst.count))
+            }
+        }
+        let devices = try Devices.all()
+        switch p.backend {
+        case FLAMINGO_BACKEND_CPU:
+            guard p.device_index == -1 || p.device_index == 0 else {
+                throw FlamingoError.invalidArgument("device_index \(p.device_index) is not the CPU device (use -1 or 0)")
+            }
+        case FLAMINGO_BACKEND_OPENCL:
+            throw FlamingoError.unsupported("the OpenCL backend cannot run models yet in this version (\(devices.count - 1) OpenCL device(s) found)")
+        default:
+            throw FlamingoError.invalidArgument("unknown backend \(p.backend.rawValue)")
+        }
+        guard let dir = String(validatingCString: path) else { throw FlamingoError.invalidArgument("path is not valid UTF-8") }
+        let model = try Model(directory: dir)
+        let raw = Unmanaged.passRetained(ModelHandle(model: model, params: p)).toOpaque()
+        liveModels.withLock { _ = $0.insert(raw) }
+        out.pointee = OpaquePointer(raw)
+    }
+}
+
+@c(flamingo_model_free)
+public func capiModelFree(_ model: OpaquePointer?) {
+    guard let model else { return }
+    let raw = UnsafeMutableRawPointer(model)
+    guard liveModels.withLock({ $0.remove(raw) != nil }) else {
+        Log.warn("flamingo_model_free: ignoring a pointer that is not a live model (double free?)")
+        return
+    }
+    Unmanaged<ModelHandle>.fromOpaque(raw).release()
+}
+
+@c(flamingo_model_get_info)
+public func capiModelGetInfo(_ model: OpaquePointer?, _ out: UnsafeMutableRawPointer?) -> Int32 {
+    capi("flamingo_model_get_info") {
+        let h = try handle(model)
+        let (_, size) = try checkedSize(out, V1Size.modelInfo, "out")
+        let c = h.model.config
+        let lm = c.languageModel
+        var info = flamingo_model_info()
+        fill(&info.architecture, c.architecture)
+        fill(&info.vision_kind, "clip_vit")
+        fill(&info.lm_family, lm.family.rawValue)
+        info.image_size = UInt32(c.vision.imageSize)
+        info.patch_size = UInt32(c.vision.patchSize)
+        info.vision_width = UInt32(c.vision.width)
+        info.vision_layers = UInt32(c.vision.layers)
+        info.vision_heads = UInt32(c.vision.heads)
+        info.vision_tokens = UInt32(c.vision.numPatches)
+        info.resampler_depth = UInt32(c.resampler.depth)
+        info.resampler_heads = UInt32(c.resampler.heads)
+        info.resampler_dim_head = UInt32(c.resampler.dimHead)
+        info.num_latents = UInt32(c.resampler.numLatents)
+        info.hidden_size = UInt32(lm.hiddenSize)
+        info.num_layers = UInt32(lm.layers)
+        info.num_heads = UInt32(lm.heads)
+        info.intermediate_size = UInt32(lm.intermediateSize)
+        info.max_seq_len = UInt32(lm.maxSeqLen)
+        info.vocab_size = UInt32(lm.vocabSize)
+        info.cross_attn_every_n_layers = UInt32(c.crossAttention.everyNLayers)
+        info.num_cross_attn_layers = UInt32(c.crossAttentionLayers.count)
+        info.image_token_id = Int32(c.tokens.image)
+        info.endofchunk_token_id = Int32(c.tokens.endOfChunk)
+        info.pad_token_id = Int32(c.tokens.pad ?? -1)
+        info.bos_token_id = Int32(c.tokens.bos ?? -1)
+        info.eos_token_id = Int32(c.tokens.eos ?? -1)
+        info.image_mean = (c.preprocess.mean[0], c.preprocess.mean[1], c.preprocess.mean[2])
+        info.image_std = (c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2])
+        info.num_parameters = UInt64(h.model.parameterCount)
+        info.weight_bytes = UInt64(h.model.weightBytes)
+        writeSized(info, to: out!, size: size)
+    }
+}

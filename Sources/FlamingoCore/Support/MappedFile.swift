@@ -1,0 +1,42 @@
+import Glibc
+
+/// A read-only memory mapping of a whole file. Weights are used in place from
+/// the mapping, so loading costs page faults rather than copies.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let bytes: UnsafeRawBufferPointer
+    private let base: UnsafeMutableRawPointer?
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FlamingoError.io("cannot open \(path): \(errnoString())") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FlamingoError.io("cannot stat \(path): \(errnoString())") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlamingoError.io("\(path) is not a regular file") }
+        let size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw FlamingoError.io("cannot map \(path): \(errnoString())")
+        }
+        base = p
+        bytes = UnsafeRawBufferPointer(start: p, count: size)
+    }
+
+    deinit {
+        if let base { munmap(base, bytes.count) }
+    }
+}
+
+/// Reads a small file (configs) fully into memory.
+public func readWholeFile(_ path: String) throws -> [UInt8] {
+    let f = try MappedFile(path: path)
+    return Array(f.bytes)
+}
+
+func errnoString() -> String { String(cString: strerror(errno)) }

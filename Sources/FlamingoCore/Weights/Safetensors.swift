@@ -1,0 +1,121 @@
+// safetensors reader: an 8-byte little-endian header length, a JSON header
+// mapping tensor names to {dtype, shape, data_offsets}, then the raw data.
+// Every field is checked before any tensor is touched, so a corrupt or
+// truncated file is an error, never an out-of-bounds read.
+
+/// Storage types of weight tensors. Kernels convert 16-bit types on the fly.
+public enum DType: String, Sendable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16"
+
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A tensor inside a mapped file: shape, storage type and its bytes.
+public struct TensorView: @unchecked Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let data: UnsafeRawBufferPointer
+    public var count: Int { shape.reduce(1, *) }
+
+    /// Element i converted to Float (bounds are the caller's contract; used
+    /// by tests and by load-time packing, not by hot kernels).
+    public func float(at i: Int) -> Float {
+        switch dtype {
+        case .f32: return data.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+        case .f16: return Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        case .bf16:
+            let b = data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
+            return Float(bitPattern: UInt32(b) << 16)
+        }
+    }
+
+    /// The whole tensor as Float32 values.
+    public func floats() -> [Float] {
+        (0..<count).map { float(at: $0) }
+    }
+}
+
+public final class SafetensorsFile: @unchecked Sendable {
+    public let file: MappedFile
+    public let tensors: [String: TensorView]
+    public let metadata: [String: String]
+
+    /// Largest header accepted; real headers are a few MB at most.
+    static let maxHeaderBytes = 256 << 20
+
+    public init(path: String) throws {
+        file = try MappedFile(path: path)
+        let bytes = file.bytes
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        func bad(_ m: String) -> FlamingoError { .invalidFormat("\(name): \(m)") }
+
+        guard bytes.count >= 8 else {
+            throw bad("file is \(bytes.count) bytes, shorter than the 8-byte header length (truncated?)")
+        }
+        let headerLen = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        guard headerLen <= UInt64(bytes.count - 8) else {
+            throw bad("header length \(headerLen) runs past the end of the file (\(bytes.count) bytes; truncated?)")
+        }
+        guard headerLen <= UInt64(Self.maxHeaderBytes) else { throw bad("header length \(headerLen) is implausibly large") }
+        let hl = Int(headerLen)
+        let header: JSON
+        do {
+            header = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + hl)]))
+        } catch let e as FlamingoError {
+            throw bad("header: \(e.message)")
+        }
+        guard let entries = header.object else { throw bad("header is not a JSON object") }
+        let dataStart = 8 + hl
+        let dataSize = bytes.count - dataStart
+
+        var tensors: [String: TensorView] = [:]
+        var meta: [String: String] = [:]
+        var ranges: [(begin: Int, end: Int, name: String)] = []
+        for (key, value) in entries {
+            if key == "__metadata__" {
+                guard let m = value.object else { throw bad("__metadata__ is not an object") }
+                for (k, v) in m {
+                    guard let s = v.string else { throw bad("__metadata__[\(k)] is not a string") }
+                    meta[k] = s
+                }
+                continue
+            }
+            guard let dtypeName = value["dtype"]?.string else { throw bad("tensor \(key): missing dtype") }
+            guard let dtype = DType(rawValue: dtypeName) else {
+                throw FlamingoError.unsupported("\(name): tensor \(key) has dtype \(dtypeName); supported: F32, F16, BF16")
+            }
+            guard let shapeJ = value["shape"]?.array else { throw bad("tensor \(key): missing shape") }
+            var shape: [Int] = []
+            var count = 1
+            for d in shapeJ {
+                guard let n = d.int, n >= 0 else { throw bad("tensor \(key): shape entries must be non-negative integers") }
+                let (c, o) = count.multipliedReportingOverflow(by: n)
+                guard !o else { throw bad("tensor \(key): shape overflows") }
+                count = c
+                shape.append(n)
+            }
+            guard let offs = value["data_offsets"]?.array, offs.count == 2,
+                  let begin = offs[0].int, let end = offs[1].int else {
+                throw bad("tensor \(key): data_offsets must be two integers")
+            }
+            guard begin >= 0, begin <= end else { throw bad("tensor \(key): data_offsets [\(begin), \(end)] are reversed or negative") }
+            guard end <= dataSize else {
+                throw bad("tensor \(key): data_offsets [\(begin), \(end)] end past the data section (\(dataSize) bytes; truncated?)")
+            }
+            let (nbytes, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !o, nbytes == end - begin else {
+                throw bad("tensor \(key): \(end - begin) bytes of data for shape \(shape) of \(dtypeName) (expected \(nbytes))")
+            }
+            ranges.append((begin, end, key))
+            tensors[key] = TensorView(name: key, dtype: dtype, shape: shape,
+                                      data: UnsafeRawBufferPointer(rebasing: bytes[(dataStart + begin)..<(dataStart + end)]))
+        }
+        ranges.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        for i in ranges.indices.dropFirst() where ranges[i].begin < ranges[i - 1].end {
+            throw bad("tensors \(ranges[i - 1].name) and \(ranges[i].name) have overlapping byte ranges")
+        }
+        self.tensors = tensors
+        self.metadata = meta
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# C-ABI tests for libflamingo.
+#
+#   Tests/capi/run.sh LIBRARY [MODEL_DIR ...]
+#
+# LIBRARY is the path of libflamingo.so (e.g. build/libflamingo.so.1).
+# Compiles include/flamingo.h as strict C99 and C++11, then builds and runs
+# test_dlopen once without a model and once per MODEL_DIR (fixture model
+# directories such as Tests/Fixtures/mpt_tiny). Environment:
+#   CC, CXX                     compilers (default cc, c++)
+#   FLAMINGO_REQUIRE_FIXTURES=1 fail when no MODEL_DIR is given or one is missing
+#   FLAMINGO_STRICT_EXPORTS=1   fail when the library exports symbols other
+#                               than flamingo_*, or lacks the SONAME libflamingo.so.1
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 LIBRARY [MODEL_DIR ...]" >&2
+    exit 2
+fi
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+lib="$1"; shift
+[ -f "$lib" ] || { echo "run.sh: no library at $lib" >&2; exit 2; }
+case "$lib" in /*) ;; *) lib="$PWD/$lib" ;; esac
+CC="${CC:-cc}"
+CXX="${CXX:-c++}"
+out="$(mktemp -d "${TMPDIR:-/tmp}/flamingo-capi-build.XXXXXX")"
+trap 'rm -rf "$out"' EXIT
+
+failed=0
+step() { echo "== $*"; }
+
+step "header as C99"
+"$CC" -std=c99 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_c99.c" -o "$out/header_c99.o" || failed=1
+"$CC" -std=c99 -Wall -Wextra -Werror -pedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+    -I"$root/include" -c "$here/header_c99.c" -o "$out/header_c99_strict.o" || failed=1
+step "header as C++11"
+"$CXX" -std=c++11 -Wall -Wextra -Werror -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx.o" || failed=1
+"$CXX" -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx_pedantic.o" || failed=1
+
+step "exported symbols"
+if command -v nm >/dev/null; then
+    extra="$(nm -D --defined-only "$lib" | awk '$2 ~ /^[A-Z]$/ && $3 !~ /^flamingo_/ {print $3}' | sort -u)"
+    header_fns="$(grep -oE '\bflamingo_[a-z_]+\(' "$root/include/flamingo.h" | tr -d '(' | sort -u)"
+    exported_fns="$(nm -D --defined-only "$lib" | awk '$3 ~ /^flamingo_/ {print $3}' | sed 's/@.*//' | sort -u)"
+    unknown="$(comm -13 <(echo "$header_fns") <(echo "$exported_fns"))"
+    soname="$(readelf -d "$lib" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+    strict_fail=0
+    if [ -n "$extra" ]; then
+        echo "note: $(echo "$extra" | wc -l) exported symbols outside flamingo_* (first: $(echo "$extra" | head -3 | tr '\n' ' '))"
+        strict_fail=1
+    fi
+    if [ -n "$unknown" ]; then
+        echo "note: flamingo_* symbols exported but not in flamingo.h: $(echo "$unknown" | tr '\n' ' ')"
+        strict_fail=1
+    fi
+    if [ "$soname" != "libflamingo.so.1" ]; then
+        echo "note: SONAME is '${soname}', want libflamingo.so.1"
+        strict_fail=1
+    fi
+    [ $strict_fail = 0 ] && echo "ok: only header functions exported, SONAME $soname"
+    if [ $strict_fail = 1 ] && [ "${FLAMINGO_STRICT_EXPORTS:-0}" = 1 ]; then failed=1; fi
+fi
+
+step "build test_dlopen"
+"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_dlopen.c" -o "$out/test_dlopen" -ldl -lpthread || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+
+step "test_dlopen $lib"
+"$out/test_dlopen" "$lib" || failed=1
+
+if [ $# -eq 0 ] && [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
+    echo "run.sh: FLAMINGO_REQUIRE_FIXTURES=1 but no MODEL_DIR given" >&2
+    failed=1
+fi
+for dir in "$@"; do
+    if [ ! -f "$dir/config.json" ]; then
+        if [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
+            echo "run.sh: fixture $dir is missing" >&2; failed=1
+        else
+            echo "skip: fixture $dir is missing"
+        fi
+        continue
+    fi
+    step "test_dlopen $lib $dir"
+    "$out/test_dlopen" "$lib" "$dir" || failed=1
+done
+
+if [ $failed = 0 ]; then echo "capi: all passed"; else echo "capi: FAILED"; fi
+exit $failed

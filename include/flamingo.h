@@ -1,0 +1,250 @@
+/*
+ * flamingo.h — the C ABI of libflamingo, an inference engine for
+ * Flamingo-family visual language models (OpenFlamingo checkpoints).
+ *
+ * This header is the documentation. Conventions that hold for every function:
+ *
+ *  - Strings are UTF-8 and NUL-terminated.
+ *  - Fallible functions return a flamingo_status. On failure the reason is
+ *    available from flamingo_last_error() on the same thread, and every out
+ *    parameter is left untouched.
+ *  - Objects are opaque handles created by flamingo_<noun>_load/_init and
+ *    released by the matching flamingo_<noun>_free, which accepts NULL.
+ *  - Parameter and info structs begin with `uint32_t struct_size`, which the
+ *    caller sets to sizeof(the struct it was compiled with). Structs only
+ *    ever grow at the end, so a program built against an older header keeps
+ *    working with a newer library: the library reads and writes only the
+ *    first struct_size bytes, and uses defaults for fields it was not given.
+ *  - The library never terminates the host process: bad input (NULL
+ *    pointers, wrong sizes, corrupt files) is reported as an error.
+ *  - Thread safety is stated per function.
+ */
+#ifndef FLAMINGO_H
+#define FLAMINGO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Library version of this header (semantic versioning). */
+#define FLAMINGO_VERSION_MAJOR 0
+#define FLAMINGO_VERSION_MINOR 1
+#define FLAMINGO_VERSION_PATCH 0
+#define FLAMINGO_VERSION_STRING "0.1.0"
+
+/* ABI version: bumped only on an incompatible change. It is the number in
+ * the library's SONAME (libflamingo.so.1). Bindings compare it with
+ * flamingo_abi_version() at load time. */
+#define FLAMINGO_ABI_VERSION 1
+
+/* The library's version string, e.g. "0.1.0". Static storage; never NULL.
+ * Thread-safe. */
+const char *flamingo_version(void);
+
+/* The library's ABI version (FLAMINGO_ABI_VERSION it was built with).
+ * Thread-safe. */
+uint32_t flamingo_abi_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum flamingo_status {
+    FLAMINGO_OK = 0,
+    /* A NULL pointer, a wrong struct_size, an out-of-range index or value. */
+    FLAMINGO_ERROR_INVALID_ARGUMENT = 1,
+    /* A file or directory is missing or unreadable. */
+    FLAMINGO_ERROR_IO = 2,
+    /* A file is corrupt or truncated, or does not match the model config
+     * (invalid JSON, bad safetensors header, wrong tensor shape, missing or
+     * unexpected tensor, ...). */
+    FLAMINGO_ERROR_INVALID_FORMAT = 3,
+    /* Well-formed but not supported: unknown architecture, dtype, option. */
+    FLAMINGO_ERROR_UNSUPPORTED = 4,
+    /* A host or device allocation failed. */
+    FLAMINGO_ERROR_OUT_OF_MEMORY = 5,
+    /* The compute backend failed (e.g. an OpenCL error or build failure). */
+    FLAMINGO_ERROR_BACKEND = 6,
+    /* A named or indexed item does not exist. */
+    FLAMINGO_ERROR_NOT_FOUND = 7,
+    /* A caller-provided buffer is too small; the message says how large. */
+    FLAMINGO_ERROR_BUFFER_TOO_SMALL = 8,
+    /* A callback asked the library to stop. */
+    FLAMINGO_ERROR_CANCELLED = 9,
+    /* A bug in the library; please report it with the message. */
+    FLAMINGO_ERROR_INTERNAL = 10
+} flamingo_status;
+
+/* A short constant description of a status ("invalid argument", ...).
+ * Unknown values give "unknown status". Static storage. Thread-safe. */
+const char *flamingo_status_string(flamingo_status status);
+
+/* The message of the most recent failed call on the calling thread, or ""
+ * if none failed yet. Successful calls do not clear it. The string is owned
+ * by the library and valid until the next failing call on this thread.
+ * Thread-safe (each thread has its own message). */
+const char *flamingo_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum flamingo_log_level {
+    FLAMINGO_LOG_DEBUG = 0,
+    FLAMINGO_LOG_INFO = 1,
+    FLAMINGO_LOG_WARN = 2,
+    FLAMINGO_LOG_ERROR = 3,
+    FLAMINGO_LOG_NONE = 4 /* as a minimum level: log nothing */
+} flamingo_log_level;
+
+/* Receives one message (without trailing newline). `message` is valid only
+ * during the call. May be called from any thread the library uses. */
+typedef void (*flamingo_log_callback)(flamingo_log_level level, const char *message,
+                                      void *user_data);
+
+/* Routes log messages to `callback` with `user_data`; NULL restores the
+ * default sink, which writes to stderr. The callback and user_data must stay
+ * valid until replaced. Thread-safe. */
+void flamingo_log_set(flamingo_log_callback callback, void *user_data);
+
+/* Messages below `level` are dropped (default FLAMINGO_LOG_WARN).
+ * Out-of-range values are clamped to FLAMINGO_LOG_NONE. Thread-safe. */
+void flamingo_log_set_level(flamingo_log_level level);
+
+/* ------------------------------------------------------------------------ */
+/* Backends and devices                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef enum flamingo_backend {
+    FLAMINGO_BACKEND_CPU = 0,
+    FLAMINGO_BACKEND_OPENCL = 1
+} flamingo_backend;
+
+typedef enum flamingo_device_type {
+    FLAMINGO_DEVICE_CPU = 0,
+    FLAMINGO_DEVICE_GPU = 1,
+    FLAMINGO_DEVICE_ACCELERATOR = 2,
+    FLAMINGO_DEVICE_OTHER = 3
+} flamingo_device_type;
+
+typedef struct flamingo_device_info {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_device_info) */
+    flamingo_backend backend;      /* which backend drives this device */
+    flamingo_device_type type;
+    int32_t platform_index;        /* OpenCL platform index; -1 for the CPU backend */
+    int32_t device_index;          /* index within the platform; -1 for the CPU backend */
+    uint32_t compute_units;        /* CPU: hardware threads; OpenCL: compute units */
+    uint64_t memory_bytes;         /* CPU: physical memory; OpenCL: global memory */
+    char name[256];                /* e.g. "cpu" or the OpenCL device name */
+    char platform_name[256];       /* OpenCL platform name; "" for the CPU backend */
+    char vendor[128];
+    char driver_version[128];
+} flamingo_device_info;
+
+/* Counts the devices usable by this build: device 0 is always the CPU
+ * backend, followed by every OpenCL device of every platform, in platform
+ * order. OpenCL is loaded at run time; without an OpenCL ICD loader or
+ * platform only the CPU is listed. The list is computed once per process.
+ * Errors: INVALID_ARGUMENT (out_count NULL), BACKEND (OpenCL enumeration
+ * failed; the CPU is still usable). Thread-safe. */
+flamingo_status flamingo_device_count(size_t *out_count);
+
+/* Describes device `index` (0 <= index < count) into `*out`, whose
+ * struct_size the caller sets. Errors: INVALID_ARGUMENT (out NULL or
+ * struct_size smaller than the first version of the struct), NOT_FOUND
+ * (index out of range), BACKEND. Thread-safe. */
+flamingo_status flamingo_device_get_info(size_t index, flamingo_device_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A loaded model: configuration, tokenizer and weights. Immutable once
+ * loaded; one model may be shared by any number of threads and sessions. */
+typedef struct flamingo_model flamingo_model;
+
+typedef struct flamingo_model_params {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_model_params) */
+    flamingo_backend backend;      /* default FLAMINGO_BACKEND_CPU */
+    int32_t device_index;          /* index from flamingo_device_get_info; -1 = the
+                                      backend's default device (default -1) */
+    uint32_t n_threads;            /* CPU threads; 0 = one per core (default 0) */
+} flamingo_model_params;
+
+/* Fills `*params` with defaults. The caller passes the size of its struct,
+ * which is stored in params->struct_size. Errors: INVALID_ARGUMENT (params
+ * NULL or struct_size too small). Thread-safe. */
+flamingo_status flamingo_model_default_params(flamingo_model_params *params, size_t struct_size);
+
+/* Loads the model directory `path` (see docs/model-format.md): reads
+ * config.json, memory-maps every .safetensors file, and validates every
+ * tensor's name, dtype, shape and byte range against the config before use.
+ * `params` may be NULL for defaults. On success `*out_model` receives a new
+ * model that the caller releases with flamingo_model_free.
+ * Errors: INVALID_ARGUMENT (NULL path/out_model, bad struct_size, unknown
+ * backend or device), IO, INVALID_FORMAT, UNSUPPORTED, OUT_OF_MEMORY,
+ * BACKEND. Thread-safe (different threads may load models concurrently). */
+flamingo_status flamingo_model_load(const char *path, const flamingo_model_params *params,
+                                    flamingo_model **out_model);
+
+/* Releases a model and unmaps its files. NULL is a no-op. The model must not
+ * be in use by another thread or session. */
+void flamingo_model_free(flamingo_model *model);
+
+typedef struct flamingo_model_info {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_model_info) */
+    char architecture[32];         /* "openflamingo" */
+    char vision_kind[32];          /* "clip_vit" */
+    char lm_family[32];            /* "mpt", "mosaic_gpt", "gpt_neox", "llama" */
+    /* vision encoder */
+    uint32_t image_size;           /* input side in pixels */
+    uint32_t patch_size;
+    uint32_t vision_width;
+    uint32_t vision_layers;
+    uint32_t vision_heads;
+    uint32_t vision_tokens;        /* feature tokens per image given to the resampler */
+    /* perceiver resampler */
+    uint32_t resampler_depth;
+    uint32_t resampler_heads;
+    uint32_t resampler_dim_head;
+    uint32_t num_latents;          /* visual tokens per image after resampling */
+    /* language model */
+    uint32_t hidden_size;
+    uint32_t num_layers;
+    uint32_t num_heads;
+    uint32_t intermediate_size;
+    uint32_t max_seq_len;
+    uint32_t vocab_size;
+    /* gated cross-attention */
+    uint32_t cross_attn_every_n_layers;
+    uint32_t num_cross_attn_layers;
+    /* special tokens; -1 where the model has none */
+    int32_t image_token_id;        /* <image> */
+    int32_t endofchunk_token_id;   /* <|endofchunk|> */
+    int32_t pad_token_id;
+    int32_t bos_token_id;
+    int32_t eos_token_id;
+    /* image preprocessing (CLIP normalisation) */
+    float image_mean[3];
+    float image_std[3];
+    /* totals */
+    uint64_t num_parameters;       /* number of stored weight elements */
+    uint64_t weight_bytes;         /* bytes of stored weights */
+} flamingo_model_info;
+
+/* Describes `model` into `*out`, whose struct_size the caller sets.
+ * Errors: INVALID_ARGUMENT (NULL or struct_size too small). Thread-safe. */
+flamingo_status flamingo_model_get_info(const flamingo_model *model, flamingo_model_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FLAMINGO_H */
