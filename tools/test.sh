@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs every test suite: Swift unit tests, the installed library's symbol and
+# dependency checks, the C ABI tests, the C example (pkg-config and CMake
+# find_package), the Python binding and the Rust crate. Prints one summary
+# line; exits non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+prefix=$root/build/prefix
+lib=$prefix/lib/libflamingo.so.1
+fixture=$root/Tests/Fixtures/mpt_tiny
+export FLAMINGO_REQUIRE_FIXTURES=1
+passed=0; failed=0; failures=()
+
+suite() {  # suite NAME COMMAND...
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+
+exports_only_c_abi() {
+  local bad
+  bad=$(nm -D --defined-only "$lib" | awk '{print $NF}' | grep -v '^flamingo_' || true)
+  [[ -z $bad ]] || { echo "unexpected exported symbols:"; echo "$bad"; return 1; }
+  if ldd "$lib" | grep -i swift; then echo "libflamingo links a Swift runtime library"; return 1; fi
+  readelf -d "$lib" | grep -q 'SONAME.*libflamingo.so.1' || { echo "SONAME is not libflamingo.so.1"; return 1; }
+  echo "exports: $(nm -D --defined-only "$lib" | wc -l) flamingo_* symbols; no Swift libraries; SONAME ok"
+}
+
+c_example_pkg_config() {
+  local out=$root/build/c-example
+  PKG_CONFIG_PATH=$prefix/lib/pkgconfig make -s -C bindings/c OUT="$out" &&
+    "$out/flamingo-info" "$fixture" > "$root/build/info-c.txt" && cat "$root/build/info-c.txt"
+}
+
+c_example_find_package() {
+  cmake -S Tests/cmake-consumer -B build/cmake-consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null &&
+    cmake --build build/cmake-consumer >/dev/null && build/cmake-consumer/consumer
+}
+
+python_binding() {
+  python3 -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./bindings/python &&
+    FLAMINGO_LIBRARY=$lib python3 -m pytest -q bindings/python/tests &&
+    FLAMINGO_LIBRARY=$lib python3 -m flamingo info "$fixture" > "$root/build/info-python.txt"
+}
+
+rust_crate() {
+  (cd bindings/rust && FLAMINGO_LIB_DIR=$prefix/lib cargo test --offline -q &&
+     FLAMINGO_LIB_DIR=$prefix/lib cargo run --offline -q --example info -- "$fixture") > "$root/build/info-rust.txt"
+  local rc=$?; cat "$root/build/info-rust.txt"; return $rc
+}
+
+same_info_everywhere() {
+  diff -u build/info-c.txt build/info-python.txt && diff -u build/info-c.txt build/info-rust.txt &&
+    echo "C, Python and Rust report identical model info"
+}
+
+suite "swift test" swift test --disable-swift-testing
+suite "cmake build + install" tools/build.sh
+suite "exports and dependencies" exports_only_c_abi
+suite "C ABI (header, dlopen)" Tests/capi/run.sh "$lib" "$fixture"
+suite "C example (pkg-config)" c_example_pkg_config
+suite "C consumer (find_package)" c_example_find_package
+suite "Python binding" python_binding
+suite "Rust crate" rust_crate
+suite "same info from C, Python, Rust" same_info_everywhere
+
+echo
+((failed)) && echo "failed suites: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+exit $((failed > 0))
