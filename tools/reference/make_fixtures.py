@@ -34,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import math
 import shutil
@@ -158,7 +159,7 @@ def seed_all(seed: int) -> torch.Generator:
 
 
 def randn(g, *shape, std=1.0, mean=0.0):
-    return torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean
+    return torch.randn(tuple(shape), generator=g, dtype=torch.float32) * std + mean
 
 
 def fan_in(t: torch.Tensor) -> int:
@@ -239,6 +240,7 @@ def write_json(path: Path, obj):
 def save_st(path: Path, tensors: dict, metadata=None):
     clean = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     save_file(clean, str(path), metadata=metadata or {"format": "pt"})
+    os.chmod(path, 0o644)  # safetensors creates 0600 files
 
 
 def f32(t):
@@ -1007,7 +1009,7 @@ def make_nfnet_fixture():
     with torch.no_grad():
         for n, p in model.named_parameters():
             if n.endswith("skipinit_gain"):
-                p.copy_(torch.tensor(0.5) + randn(g, std=0.2).reshape(()))
+                p.copy_(torch.tensor(0.5) + randn(g, std=0.2))
     sd = model.state_dict()
     save_st(d / "model.safetensors", {k: v.to(torch.float32) for k, v in sd.items()})
 
@@ -1094,8 +1096,8 @@ def main():
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
-            "open_flamingo": "2.0.1",
-            "open_clip_torch": open_clip.__version__,
+            "open_flamingo": importlib.metadata.version("open_flamingo"),
+            "open_clip_torch": importlib.metadata.version("open_clip_torch"),
             "transformers": transformers.__version__,
             "timm": timm.__version__,
             "tokenizers": tokenizers.__version__,

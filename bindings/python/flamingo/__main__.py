@@ -1,0 +1,113 @@
+"""python -m flamingo info [MODEL_DIR]
+
+Prints the library version, the devices and, given a model directory, the
+model info. The text is byte-for-byte the same as bindings/c/example.c and
+the Rust example (`cargo run --example info -- MODEL_DIR`) print, so the three
+can be diffed. Format (one item per line, "key: value", "key:" when the value
+is empty; floats with 8 decimals; -1 for absent token ids):
+
+    flamingo 0.1.0 (abi 1)
+    devices: 1
+    device 0: cpu
+      backend: cpu
+      ...
+    model: MODEL_DIR
+      architecture: openflamingo
+      ...
+
+On a failed call it prints "error: <status string>: <message>" to stderr and
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import List, Optional
+
+import flamingo
+
+_BACKENDS = {0: "cpu", 1: "opencl"}
+_DEVICE_TYPES = {0: "cpu", 1: "gpu", 2: "accelerator", 3: "other"}
+
+_INFO_KEYS = [
+    "architecture", "vision_kind", "lm_family",
+    "image_size", "patch_size", "vision_width", "vision_layers", "vision_heads", "vision_tokens",
+    "resampler_depth", "resampler_heads", "resampler_dim_head", "num_latents",
+    "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_seq_len", "vocab_size",
+    "cross_attn_every_n_layers", "num_cross_attn_layers",
+    "image_token_id", "endofchunk_token_id", "pad_token_id", "bos_token_id", "eos_token_id",
+    "image_mean", "image_std", "num_parameters", "weight_bytes",
+]
+
+
+def _float(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return "%.8f" % x
+
+
+def _line(indent: str, key: str, value) -> str:
+    if isinstance(value, tuple):
+        value = " ".join(_float(v) for v in value)
+    else:
+        value = str(int(value)) if not isinstance(value, str) else value
+    return f"{indent}{key}:" + (f" {value}" if value else "")
+
+
+def header_lines() -> List[str]:
+    return [f"flamingo {flamingo.version()} (abi {flamingo.abi_version()})"]
+
+
+def device_lines() -> List[str]:
+    n = flamingo.device_count()
+    out = [f"devices: {n}"]
+    for i in range(n):
+        d = flamingo.device(i)
+        out.append(f"device {i}: {d.name}")
+        out.append(_line("  ", "backend", _BACKENDS.get(int(d.backend), str(int(d.backend)))))
+        out.append(_line("  ", "type", _DEVICE_TYPES.get(int(d.type), str(int(d.type)))))
+        for key in ("platform_index", "device_index", "compute_units", "memory_bytes",
+                    "platform_name", "vendor", "driver_version"):
+            out.append(_line("  ", key, getattr(d, key)))
+    return out
+
+
+def model_lines(path: str, info: "flamingo.ModelInfo") -> List[str]:
+    out = [f"model: {path}"]
+    for key in _INFO_KEYS:
+        out.append(_line("  ", key, getattr(info, key)))
+    return out
+
+
+def _emit(lines: List[str]) -> None:
+    data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def info(path: Optional[str]) -> int:
+    try:
+        _emit(header_lines())
+        _emit(device_lines())
+        if path is not None:
+            with flamingo.Model.load(path) as model:
+                _emit(model_lines(path, model.info))
+    except flamingo.FlamingoError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] != "info" or len(args) > 2:
+        sys.stderr.write("usage: python -m flamingo info [MODEL_DIR]\n")
+        return 2
+    return info(args[1] if len(args) == 2 else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
