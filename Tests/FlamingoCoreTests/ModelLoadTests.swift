@@ -121,6 +121,7 @@ final class ModelLoadTests: XCTestCase {
         try writeModel(dir, config: tinyConfig()) { w in
             let i = w.entries.firstIndex { $0.name == "perceiver.latents" }!
             w.entries[i].dtype = "I64"
+            w.entries[i].shape = [3, 4]
         }
         assertThrows(FlamingoError.unsupported, containing: "perceiver.latents has dtype I64") { _ = try Model(directory: dir.path) }
     }
@@ -156,6 +157,8 @@ final class ModelLoadTests: XCTestCase {
         expect(w.bytes(headerOverride: #"{"a":{"shape":[1],"data_offsets":[0,4]}}"#), "missing dtype")
         expect(w.bytes(headerOverride: #"{"a":{"dtype":"F32","shape":[1]}}"#), "data_offsets")
         expect(w.bytes(headerOverride: #"{"__metadata__":{"k":1}}"#), "__metadata__[k]")
+        dir.write("model.safetensors", w.bytes(headerOverride: #"{"a":{"dtype":"Q9","shape":[1],"data_offsets":[0,4]}}"#))
+        assertThrows(FlamingoError.unsupported, containing: "dtype Q9") { _ = try Model(directory: dir.path) }
     }
 
     func testEmptyAndNonRegularFiles() throws {

@@ -18,6 +18,8 @@ struct SafetensorsWriter {
             case .f32: withUnsafeBytes(of: x.bitPattern.littleEndian) { data += $0 }
             case .f16: withUnsafeBytes(of: Float16(x).bitPattern.littleEndian) { data += $0 }
             case .bf16: withUnsafeBytes(of: UInt16(x.bitPattern >> 16).littleEndian) { data += $0 }
+            case .i32: withUnsafeBytes(of: Int32(i).littleEndian) { data += $0 }
+            case .i64: withUnsafeBytes(of: Int64(i).littleEndian) { data += $0 }
             }
         }
         entries.append(Entry(name: name, dtype: dtype.rawValue, shape: shape, data: data))

@@ -48,6 +48,9 @@ public final class Model: @unchecked Sendable {
         var missing: [String] = []
         for spec in expected {
             guard let t = found[spec.name] else { missing.append(spec.name); continue }
+            guard t.dtype.isFloat else {
+                throw FlamingoError.unsupported("tensor \(spec.name) has dtype \(t.dtype.rawValue); weights must be F32, F16 or BF16")
+            }
             guard t.shape == spec.shape else {
                 throw FlamingoError.invalidFormat("tensor \(spec.name) has shape \(t.shape), config implies \(spec.shape)")
             }
