@@ -19,7 +19,8 @@ let package = Package(
         // run-time OpenCL loader (libOpenCL is optional at load time).
         .target(name: "CFlamingoSupport", cSettings: simdC,
                 linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
-        .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport"],
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport", "COpenBLAS"],
                 swiftSettings: simdSwift),
         .target(name: "FlamingoCAPI", dependencies: ["FlamingoCore", "CFlamingoSupport"],
                 swiftSettings: simdSwift),

@@ -92,3 +92,18 @@ public final class Model: @unchecked Sendable {
     public var weightBytes: Int { weights.values.reduce(0) { $0 + $1.data.count } }
     public var tokenizerPath: String { directory + "/" + config.tokenizerFile }
 }
+
+extension Model {
+    /// A weight as a 2-D f32 matrix ([out, in]; 1-D tensors are one row;
+    /// higher ranks are flattened after the first dimension).
+    func matrix(_ name: String) throws -> Matrix {
+        let t = try tensor(name)
+        let rows = t.shape.count <= 1 ? 1 : t.shape[0]
+        return Matrix(t, rows: rows, cols: rows == 0 ? 0 : t.count / rows)
+    }
+
+    /// Weight and optional bias of a Linear or LayerNorm under `prefix`.
+    func layer(_ prefix: String) throws -> (weight: Matrix, bias: Matrix?) {
+        (try matrix(prefix + ".weight"), weights[prefix + ".bias"] != nil ? try matrix(prefix + ".bias") : nil)
+    }
+}

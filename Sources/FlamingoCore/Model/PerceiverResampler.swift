@@ -43,3 +43,61 @@ public struct PerceiverResamplerConfig: Equatable, Sendable {
         return w
     }
 }
+
+public final class PerceiverResampler {
+    public let config: PerceiverResamplerConfig
+    let latents: Matrix
+    let layers: [Layer]
+    let norm: (weight: Matrix, bias: Matrix?)
+    static let eps: Float = 1e-5
+
+    struct Layer {
+        let normMedia, normLatents, ffNorm: (weight: Matrix, bias: Matrix?)
+        let toQ, toKV, toOut, ff1, ff2: Matrix
+    }
+
+    init(_ model: Model, config c: PerceiverResamplerConfig, prefix p: String) throws {
+        config = c
+        latents = try model.matrix("\(p).latents")
+        norm = try model.layer("\(p).norm")
+        layers = try (0..<c.depth).map { l in
+            let a = "\(p).layers.\(l).0", f = "\(p).layers.\(l).1"
+            return Layer(normMedia: try model.layer("\(a).norm_media"), normLatents: try model.layer("\(a).norm_latents"),
+                         ffNorm: try model.layer("\(f).0"), toQ: try model.matrix("\(a).to_q.weight"),
+                         toKV: try model.matrix("\(a).to_kv.weight"), toOut: try model.matrix("\(a).to_out.weight"),
+                         ff1: try model.matrix("\(f).1.weight"), ff2: try model.matrix("\(f).3.weight"))
+        }
+    }
+
+    /// Resamples the `m` feature tokens of one media item [m, dim] into
+    /// [numLatents, dim]. Keys and values are media ∥ latents; the media is
+    /// re-normalised by every layer and never updated.
+    public func callAsFunction(_ media: UnsafePointer<Float>, tokens m: Int) -> Buffer {
+        let c = config, d = c.dim, n = c.numLatents, inner = c.heads * c.dimHead, eps = Self.eps
+        let z = Buffer(n * d)
+        z.p.update(from: latents.data, count: n * d)
+        let kvIn = Buffer((m + n) * d), q = Buffer(n * inner), kv = Buffer((m + n) * 2 * inner)
+        let o = Buffer(n * inner), t = Buffer(n * d), ff = Buffer(n * d * c.ffMult), scores = Buffer(m + n)
+        for L in layers {
+            layerNorm(media, rows: m, dim: d, weight: L.normMedia.weight, bias: L.normMedia.bias, eps: eps, into: kvIn.p)
+            layerNorm(z.p, rows: n, dim: d, weight: L.normLatents.weight, bias: L.normLatents.bias, eps: eps, into: kvIn.p + m * d)
+            linear(kvIn.p + m * d, m: n, L.toQ, into: q.p)
+            linear(kvIn.p, m: m + n, L.toKV, into: kv.p)
+            for i in 0..<n { for h in 0..<c.heads {
+                let k = kv.p + h * c.dimHead
+                attendRow(q: q.p + i * inner + h * c.dimHead, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
+                          keys: 0..<(m + n), scale: 1 / Float(c.dimHead).squareRoot(), scores: scores.p,
+                          out: o.p + i * inner + h * c.dimHead)
+            } }
+            linear(o.p, m: n, L.toOut, into: t.p)
+            add(t.p, into: z.p, count: n * d)
+            layerNorm(z.p, rows: n, dim: d, weight: L.ffNorm.weight, bias: L.ffNorm.bias, eps: eps, into: t.p)
+            linear(t.p, m: n, L.ff1, into: ff.p)
+            gelu(ff.p, count: ff.count)
+            linear(ff.p, m: n, L.ff2, into: t.p)
+            add(t.p, into: z.p, count: n * d)
+        }
+        layerNorm(z.p, rows: n, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: z.p)
+        return z
+    }
+}

@@ -59,3 +59,80 @@ public struct VisionTransformerConfig: Equatable, Sendable {
         return w
     }
 }
+
+/// The encoder itself: pixels [3, H, W] of one image → [numPatches, width].
+public final class VisionTransformer {
+    public let config: VisionTransformerConfig
+    let patchEmbedding: Matrix       // conv1 as [width, 3·p·p]
+    let classEmbedding: Matrix
+    let positionalEmbedding: Matrix  // [numPatches + 1, width]
+    let lnPre: (weight: Matrix, bias: Matrix?)
+    let lnPost: (weight: Matrix, bias: Matrix?)
+    let blocks: [Block]
+
+    struct Block {
+        let ln1, ln2, inProj, outProj, fc, proj: (weight: Matrix, bias: Matrix?)
+    }
+
+    init(_ model: Model, config c: VisionTransformerConfig, prefix p: String) throws {
+        config = c
+        let conv = try model.tensor("\(p).conv1.weight")
+        patchEmbedding = Matrix(conv, rows: c.width, cols: 3 * c.patchSize * c.patchSize)
+        classEmbedding = try model.matrix("\(p).class_embedding")
+        positionalEmbedding = try model.matrix("\(p).positional_embedding")
+        lnPre = try model.layer("\(p).ln_pre")
+        lnPost = try model.layer("\(p).ln_post")
+        blocks = try (0..<c.layers).map { i in
+            let b = "\(p).transformer.resblocks.\(i)"
+            return Block(ln1: try model.layer("\(b).ln_1"), ln2: try model.layer("\(b).ln_2"),
+                         inProj: (try model.matrix("\(b).attn.in_proj_weight"), try model.matrix("\(b).attn.in_proj_bias")),
+                         outProj: try model.layer("\(b).attn.out_proj"),
+                         fc: try model.layer("\(b).mlp.c_fc"), proj: try model.layer("\(b).mlp.c_proj"))
+        }
+    }
+
+    /// Patch tokens of one normalised image laid out [3, imageSize, imageSize]:
+    /// [numPatches, width].
+    public func callAsFunction(_ pixels: UnsafePointer<Float>) -> Buffer {
+        let c = config, w = c.width, n = c.numPatches + 1, ps = c.patchSize, g = c.gridSize, s = c.imageSize
+        let hd = w / c.heads, eps = c.layerNormEps
+        // Patches flattened in (channel, dy, dx) order, the conv weight's order.
+        let patches = Buffer(c.numPatches * 3 * ps * ps)
+        var o = 0
+        for py in 0..<g { for px in 0..<g { for ch in 0..<3 { for dy in 0..<ps { for dx in 0..<ps {
+            patches[o] = pixels[(ch * s + py * ps + dy) * s + px * ps + dx]
+            o += 1
+        } } } } }
+        let x = Buffer(n * w), h = Buffer(n * w), qkv = Buffer(n * 3 * w), attn = Buffer(n * w)
+        let mlp = Buffer(n * c.mlpDim), scores = Buffer(n)
+        x.p.update(from: classEmbedding.data, count: w)
+        linear(patches.p, m: c.numPatches, patchEmbedding, into: x.p + w)
+        add(positionalEmbedding.data, into: x.p, count: n * w)
+        layerNorm(x.p, rows: n, dim: w, weight: lnPre.weight, bias: lnPre.bias, eps: eps, into: x.p)
+        for b in blocks {
+            layerNorm(x.p, rows: n, dim: w, weight: b.ln1.weight, bias: b.ln1.bias, eps: eps, into: h.p)
+            linear(h.p, m: n, b.inProj.weight, bias: b.inProj.bias, into: qkv.p)
+            for i in 0..<n { for head in 0..<c.heads {
+                let q = qkv.p + head * hd
+                attendRow(q: q + i * 3 * w, k: q + w, v: q + 2 * w, stride: 3 * w, headDim: hd, keys: 0..<n,
+                          scale: 1 / Float(hd).squareRoot(), scores: scores.p, out: attn.p + i * w + head * hd)
+            } }
+            linear(attn.p, m: n, b.outProj.weight, bias: b.outProj.bias, into: h.p)
+            add(h.p, into: x.p, count: n * w)
+            layerNorm(x.p, rows: n, dim: w, weight: b.ln2.weight, bias: b.ln2.bias, eps: eps, into: h.p)
+            linear(h.p, m: n, b.fc.weight, bias: b.fc.bias, into: mlp.p)
+            switch c.activation {
+            case .quickGELU: quickGELU(mlp.p, count: mlp.count)
+            case .gelu: gelu(mlp.p, count: mlp.count)
+            }
+            linear(mlp.p, m: n, b.proj.weight, bias: b.proj.bias, into: h.p)
+            add(h.p, into: x.p, count: n * w)
+        }
+        if c.lnPostOnTokens {
+            layerNorm(x.p, rows: n, dim: w, weight: lnPost.weight, bias: lnPost.bias, eps: eps, into: x.p)
+        }
+        let out = Buffer(c.numPatches * w)
+        out.p.update(from: x.p + w, count: c.numPatches * w)
+        return out
+    }
+}
