@@ -50,3 +50,47 @@ final class ReferenceTests: XCTestCase {
         }
     }
 }
+
+extension ReferenceTests {
+    /// Prompt logits, every intermediate hidden state, and the greedy
+    /// continuation with the KV cache (cached-media decode).
+    func testFullModelAgainstReference() throws {
+        for name in FixtureTests.models {
+            let f = try Fixture(name)
+            let flamingo = try Flamingo(f.model)
+            let pixels = try f.r("input.pixels")
+            let images = pixels.shape[1]
+            let pix = Buffer(pixels.floats())
+            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: images) }
+            let ids = try f.r("input.input_ids")
+            let tokens = (0..<ids.count).map { ids.int(at: $0) }
+            let seq = flamingo.makeSequence()
+            seq.setMedia(visual.p, count: images)
+            let d = f.model.config.languageModel.hiddenSize, vocab = f.model.config.languageModel.vocabSize
+            var observed: [String: [Float]] = [:]
+            let logits = try seq.evaluate(tokens, allLogits: true) { key, p, rows in
+                observed[key] = Array(UnsafeBufferPointer(start: p, count: rows * d))
+            }
+            for (key, values) in observed.sorted(by: { $0.key < $1.key }) where key != "hidden.final" {
+                if let ref = f.ref.tensors[key] { assertClose(values, ref, "\(name) \(key)") }
+            }
+            assertClose(logits.p, try f.r("logits"), "\(name) logits")
+
+            // Greedy decode, one token at a time over the cache.
+            let greedy = try f.r("greedy.ids"), steps = try f.r("greedy.step_logits")
+            var last = Array(UnsafeBufferPointer(start: logits.p + (tokens.count - 1) * vocab, count: vocab))
+            for step in 0..<greedy.count {
+                assertClose(last, steps, offset: step * vocab, count: vocab, "\(name) greedy step \(step)")
+                let next = last.indices.max { last[$0] < last[$1] }!
+                XCTAssertEqual(next, greedy.int(at: step), "\(name) greedy token \(step)")
+                last = try seq.evaluate([greedy.int(at: step)]).array
+            }
+        }
+    }
+
+    func assertClose(_ got: [Float], _ want: TensorView, offset: Int = 0, count: Int? = nil, _ what: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        got.withUnsafeBufferPointer { assertClose($0.baseAddress!, want, offset: offset, count: count ?? got.count, what, file: file, line: line) }
+    }
+}
+

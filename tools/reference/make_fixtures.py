@@ -69,11 +69,9 @@ from transformers import (  # noqa: E402
 )
 from transformers.models.llama.modeling_llama import LlamaRMSNorm  # noqa: E402
 
-import open_flamingo  # noqa: E402,F401
-from open_flamingo.src import flamingo_lm as _of_flamingo_lm  # noqa: E402
 from open_flamingo.src.flamingo import Flamingo  # noqa: E402
 from open_flamingo.src.flamingo_lm import FlamingoLMMixin  # noqa: E402
-from open_flamingo.src.helpers import GatedCrossAttentionBlock, PerceiverResampler  # noqa: E402
+from open_flamingo.src.helpers import PerceiverResampler  # noqa: E402
 from open_flamingo.src.utils import extend_instance  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -86,7 +84,8 @@ OUT = REPO / "Tests" / "Fixtures"
 # ---------------------------------------------------------------------------------------------
 # open_flamingo 2.0.1 declares `FlamingoLMMixin.forward(self, input_ids, attention_mask, **kwargs)`
 # with a *required* attention_mask.  transformers 4.x `generate()` always passed one; transformers 5
-# `generate()` omits `attention_mask` from the model inputs when it is all ones / not needed, so the
+# `generate()` replaces an all-ones mask by None and then leaves it out of the model inputs
+# (generation/utils.py: `if ... (model_kwargs["attention_mask"] == 1).all(): ... = None`), so the
 # real `Flamingo.generate()` raises "missing 1 required positional argument: 'attention_mask'".
 # We give the argument a default of None (exactly what the LM's own forward accepts) and otherwise
 # call the original method unchanged.  It is used only for the optional cross-check against
@@ -100,7 +99,6 @@ def _mixin_forward_optional_mask(self, input_ids, attention_mask=None, **kwargs)
 
 
 FlamingoLMMixin.forward = _mixin_forward_optional_mask
-_of_flamingo_lm.FlamingoLMMixin.forward = _mixin_forward_optional_mask
 
 # Other transformers-5 differences handled below without patching library code:
 #  * the KV cache is a `DynamicCache` object returned as `output.cache` (4.x: tuple
@@ -126,6 +124,7 @@ RESAMPLER = dict(depth=2, heads=2, dim_head=16, num_latents=8, ff_mult=4)
 # cannot be passed through Flamingo(...), so they are recorded, not chosen.
 XATTN = dict(heads=8, dim_head=64, ff_mult=4)
 MAX_NEW_TOKENS = 8
+XATTN_OUT_SCALE = 0.3
 NUM_IMAGES = 2
 
 # Non-zero gates, varying per layer (index = decoder layer index).
@@ -170,12 +169,14 @@ NORM_TYPES = (nn.LayerNorm, LlamaRMSNorm)
 
 
 @torch.no_grad()
-def reinit_(model: nn.Module, g: torch.Generator, embed_std=0.5):
+def reinit_(model: nn.Module, g: torch.Generator, embed_std=1.0):
     """Deterministic, well-conditioned random weights for every parameter.
 
-    Norm weights 1 + 0.2·N, biases 0.1·N, matrices N(0, 1/fan_in), embeddings / output heads
-    N(0, embed_std²), so activations stay O(1) and greedy decoding has clear margins.  Parameters are
-    visited in registration order (named_parameters de-duplicates tied / doubly-registered ones).
+    Norm weights and conv gains 1 + 0.2·N, biases 0.1·N, matrices N(0, 1/fan_in), embeddings and
+    output heads N(0, embed_std²), gated-xattn output projections N(0, 0.3²/fan_in), other vectors
+    (class embedding, skipinit gains) N(0, 0.5²).  Activations stay O(1) and greedy decoding has
+    clear margins.  Parameters are visited in registration order (named_parameters de-duplicates
+    tied / doubly-registered ones), so the draw is deterministic.
     """
     owner = {}
     for mname, mod in model.named_modules():
@@ -192,8 +193,17 @@ def reinit_(model: nn.Module, g: torch.Generator, embed_std=0.5):
             p.copy_(randn(g, *p.shape, std=embed_std))
         elif pname in ("attn_gate", "ff_gate"):
             pass  # set explicitly by set_gates_
+        elif pname == "gain":  # timm ScaledStdConv2d per-output-channel gain [out, 1, 1, 1]
+            p.copy_(randn(g, *p.shape, std=0.2, mean=1.0))
         elif p.ndim >= 2:
-            p.copy_(randn(g, *p.shape, std=1.0 / math.sqrt(fan_in(p))))
+            std = 1.0 / math.sqrt(fan_in(p))
+            if ".gated_cross_attn_layer." in name and name.endswith(("attn.to_out.weight", "ff.3.weight")):
+                # In cached-media decoding the cross-attention adds the same (image-dependent) vector
+                # to every new token; at full scale it dominates the residual stream and greedy
+                # decoding degenerates into one repeated token.  0.3 keeps it clearly visible
+                # (checked below: zeroing the attn gates moves the logits by > 0.1).
+                std *= XATTN_OUT_SCALE
+            p.copy_(randn(g, *p.shape, std=std))
         elif pname.endswith("bias"):
             p.copy_(randn(g, *p.shape, std=0.1))
         else:  # class_embedding, skipinit_gain, ...
@@ -289,12 +299,14 @@ def build_bytelevel_tokenizer(vocab_size=400):
     return add_openflamingo_special_tokens(base), base_len
 
 
-def build_sentencepiece_bpe_tokenizer(trained_vocab=160):
+def build_sentencepiece_bpe_tokenizer(trained_vocab=240):
     """LLaMA style: BPE with byte_fallback, Metaspace "▁" pre-tokeniser (prepend_scheme "first",
     as transformers' LlamaConverter writes for legacy=False), ids <unk>=0 <s>=1 </s>=2,
     <0x00>..<0xFF> = 3..258, then the learned pieces; BOS prepended by the post-processor."""
     tk = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    # Train on "▁word" units (split=True) so that, as in SentencePiece, no piece crosses a word
+    # boundary and "▁" only starts a piece; encode with split=False like LlamaConverter.
+    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
     trainer = trainers.BpeTrainer(vocab_size=trained_vocab, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
     tk.train_from_iterator([TOKENIZER_TEXT], trainer)
     # Insert the 256 byte-fallback pieces after the 3 specials (the SentencePiece LLaMA layout).
@@ -310,6 +322,7 @@ def build_sentencepiece_bpe_tokenizer(trained_vocab=160):
         assert piece not in new_vocab
         new_vocab[piece] = len(new_vocab)
     spec["model"]["vocab"] = new_vocab
+    spec["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}
     spec["model"]["byte_fallback"] = True
     spec["model"]["fuse_unk"] = True
     spec["model"]["unk_token"] = "<unk>"
@@ -845,7 +858,7 @@ def make_flamingo_fixture(fx):
     gen_ids, step_logits, modes = greedy_decode(model, pixels, ids, mask, MAX_NEW_TOKENS)
     assert all(modes), "decode steps must run in cached-media mode"
     # prefill logits == standard forward logits
-    assert torch.allclose(step_logits[0], ref["logits"][:, -1, :], atol=1e-5, rtol=0), "prefill mismatch"
+    assert max_abs(step_logits[0], ref["logits"][:, -1, :]) < 1e-4, "prefill mismatch"
     # no-cache full recomputation (standard mode; text_time = cumsum = number of prompt images)
     full = torch.cat([ids, gen_ids[:, :-1]], dim=1)
     full_logits = prompt_forward(model, pixels, full, torch.ones_like(full))
@@ -863,6 +876,25 @@ def make_flamingo_fixture(fx):
     stop_index = ours.index(eoc_id) if eoc_id in ours else None
     ours_until_stop = ours if stop_index is None else ours[: stop_index + 1]
     assert hf_new == ours_until_stop, (hf_new, ours_until_stop)
+
+    # the cross-attention must matter: zero every attn_gate (tanh(0) = 0) and compare
+    gates_backup = []
+    with torch.no_grad():
+        for layer in model.lang_encoder._get_decoder_layers():
+            if layer.gated_cross_attn_layer is not None:
+                gates_backup.append(layer.gated_cross_attn_layer.attn_gate.clone())
+                layer.gated_cross_attn_layer.attn_gate.zero_()
+        no_xattn = prompt_forward(model, pixels, ids, mask)
+        for layer in model.lang_encoder._get_decoder_layers():
+            if layer.gated_cross_attn_layer is not None:
+                layer.gated_cross_attn_layer.attn_gate.copy_(gates_backup.pop(0))
+    xattn_effect = max_abs(no_xattn, ref["logits"])
+    assert xattn_effect > 0.1, f"cross-attention has too little effect on the logits: {xattn_effect}"
+    # tokens before the first <image> have text_time 0: their attention row is zeroed, so zeroing
+    # the attn gates must leave their logits bit-identical (the ungated-by-mask FF branch is kept)
+    first_img = int((ids[0] == media_id).nonzero()[0])
+    if first_img > 0:
+        assert max_abs(no_xattn[0, :first_img], ref["logits"][0, :first_img]) == 0.0
 
     margin = top2_margin(step_logits[:, 0, :])
     assert margin > 1e-2, f"greedy argmax too close to a tie ({margin}); change seed/prompt"
@@ -904,6 +936,7 @@ def make_flamingo_fixture(fx):
             for i in xattn_layers
         },
         "weights_dtype": fx["st_dtype"],
+        "xattn_effect_max_abs_logit_change": float(f"{xattn_effect:.3e}"),
         "greedy": {
             "max_new_tokens": MAX_NEW_TOKENS,
             "ids": ours,
@@ -936,11 +969,22 @@ def make_flamingo_fixture(fx):
             bpix[row, n_img:] = 0.0  # missing images are zero tensors (eval _prepare_images)
         recorder = Recorder(model, info["final_norm"](model.lang_encoder))
         bref = compute_case(model, recorder, bpix, bids, bmask)
-        bdev = fp64_deviation(model, recorder, bpix, bids, bmask, bref)
         recorder.remove()
+        # (no float64 re-run here: HF MPT masks with finfo(float64).min and softmaxes in float32,
+        # so the fully masked pad rows become NaN in float64 and leak into real rows via 0*NaN.)
         bgen, bsteps, bmodes = greedy_decode(model, bpix, bids, bmask, MAX_NEW_TOKENS)
         assert all(bmodes)
-        assert torch.allclose(bsteps[0], bref["logits"][:, -1, :], atol=1e-5, rtol=0)
+        bmargin = top2_margin(bsteps)
+        assert bmargin > 1e-2, bmargin
+        with torch.no_grad():
+            bhf = model.generate(
+                vision_x=bpix, lang_x=bids, attention_mask=bmask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False
+            )
+        for row in range(bids.shape[0]):
+            mine = bgen[row].tolist()
+            upto = mine.index(eoc_id) + 1 if eoc_id in mine else len(mine)
+            assert bhf[row, bids.shape[1]:][:upto].tolist() == mine[:upto], (row, bhf[row].tolist(), mine)
+        assert max_abs(bsteps[0], bref["logits"][:, -1, :]) < 1e-4, max_abs(bsteps[0], bref["logits"][:, -1, :])
         # each row alone (no padding) must give the same logits at its real positions
         for row in range(bids.shape[0]):
             real = bmask[row].bool()
@@ -965,9 +1009,9 @@ def make_flamingo_fixture(fx):
             "input_ids": bids.tolist(),
             "attention_mask": bmask.tolist(),
             "greedy_ids": bgen.tolist(),
-            "greedy_note": f"{MAX_NEW_TOKENS} greedy steps per row, no early stop; the attention mask grows by one 1 per step",
+            "greedy_note": f"{MAX_NEW_TOKENS} greedy steps per row, no early stop; the attention mask grows by one 1 per step; equal to Flamingo.generate (left-padded batch) up to each row's first <|endofchunk|>",
+            "greedy_min_top2_logit_margin": round(bmargin, 6),
             "logits_note": "compare only positions with attention_mask == 1 (pad rows are fully masked; their values are implementation artefacts)",
-            "fp32_vs_fp64_max_abs_diff": {"logits": float(f"{bdev['logits']:.3e}")},
         }
 
     # sanity: the fp32 reference is far more precise than the tolerances we hand out
@@ -1021,14 +1065,15 @@ def make_nfnet_fixture():
         hooks.append(st.register_forward_hook(lambda m, i, o, si=si: inter.__setitem__(f"stages.{si}", o.clone())))
     with torch.no_grad():
         feats = model.forward_features(pixels)
+        for h in hooks:
+            h.remove()
         model.double()
         feats64 = model.forward_features(pixels.double())
         model.float()
-    for h in hooks:
-        h.remove()
     dev = max_abs(feats, feats64)
     tensors = {"input.pixels": f32(pixels), "features": f32(feats)}
-    tensors.update({k: f32(v) for k, v in inter.items() if v.dtype == torch.float32})
+    assert sorted(inter) == ["stages.0", "stages.1", "stages.2", "stages.3", "stem"], sorted(inter)
+    tensors.update({k: f32(v) for k, v in inter.items()})
     save_st(d / "reference.safetensors", tensors)
 
     blocks = []

@@ -42,3 +42,100 @@ public struct GatedCrossAttentionConfig: Equatable, Sendable {
         return w
     }
 }
+
+public final class GatedCrossAttention {
+    public let config: GatedCrossAttentionConfig
+    let attnGate: Float, ffGate: Float   // tanh already applied
+    let norm, ffNorm: (weight: Matrix, bias: Matrix?)
+    let toQ, toKV, toOut, ff1, ff2: Matrix
+    let latentsPerMedia: Int
+    static let eps: Float = 1e-5
+
+    /// Keys and values of the visual tokens, computed once per set of media
+    /// (constant while decoding): [T·latents, 2·inner], K then V per row.
+    public final class MediaKV {
+        public let kv: Buffer
+        public let tokens: Int
+        init(kv: Buffer, tokens: Int) { self.kv = kv; self.tokens = tokens }
+    }
+
+    init(_ model: Model, config c: GatedCrossAttentionConfig, prefix p: String, latentsPerMedia: Int) throws {
+        config = c
+        self.latentsPerMedia = latentsPerMedia
+        attnGate = tanhf(try model.tensor("\(p).attn_gate").float(at: 0))
+        ffGate = tanhf(try model.tensor("\(p).ff_gate").float(at: 0))
+        norm = try model.layer("\(p).attn.norm")
+        ffNorm = try model.layer("\(p).ff.0")
+        toQ = try model.matrix("\(p).attn.to_q.weight")
+        toKV = try model.matrix("\(p).attn.to_kv.weight")
+        toOut = try model.matrix("\(p).attn.to_out.weight")
+        ff1 = try model.matrix("\(p).ff.1.weight")
+        ff2 = try model.matrix("\(p).ff.3.weight")
+    }
+
+    /// K/V of `tokens` visual tokens [tokens, visualDim] (all media of one
+    /// sequence, media-major).
+    public func mediaKV(_ media: UnsafePointer<Float>, tokens: Int) -> MediaKV {
+        let kv = Buffer(tokens * toKV.rows)
+        linear(media, m: tokens, toKV, into: kv.p)
+        return MediaKV(kv: kv, tokens: tokens)
+    }
+
+    /// x ← x + tanh(α_attn)·xattn(x) ; x ← x + tanh(α_ff)·FF(x), for `rows`
+    /// rows of hidden size D. `textTime[i]` is the 1-based index of the media
+    /// row i attends to (0: none, the output is exactly zero; beyond the
+    /// media count: uniform over all visual tokens, as the reference).
+    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, textTime: [Int], media: MediaKV) {
+        let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia
+        let numMedia = media.tokens / n, eps = Self.eps
+        let h = Buffer(rows * max(d, inner)), q = Buffer(rows * inner), o = Buffer(rows * inner)
+        let scores = Buffer(media.tokens), allMasked = [Bool](repeating: false, count: media.tokens)
+        layerNorm(x, rows: rows, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: h.p)
+        linear(h.p, m: rows, toQ, into: q.p)
+        for i in 0..<rows {
+            let t = textTime[i]
+            guard t > 0 else { continue }  // o stays zero
+            for head in 0..<c.heads {
+                let k = media.kv.p + head * c.dimHead
+                let args = (q: q.p + i * inner + head * c.dimHead, out: o.p + i * inner + head * c.dimHead)
+                if t <= numMedia {
+                    attendRow(q: args.q, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
+                              keys: ((t - 1) * n)..<(t * n), scale: 1 / Float(c.dimHead).squareRoot(),
+                              scores: scores.p, out: args.out)
+                } else {
+                    allMasked.withUnsafeBufferPointer { valid in
+                        attendRow(q: args.q, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
+                                  keys: 0..<media.tokens, scale: 1, keyValid: valid.baseAddress,
+                                  scores: scores.p, out: args.out)
+                    }
+                }
+            }
+        }
+        linear(o.p, m: rows, toOut, into: h.p)
+        axpy(attnGate, h.p, into: x, count: rows * d)
+        let f = Buffer(rows * ff1.rows)
+        layerNorm(x, rows: rows, dim: d, weight: ffNorm.weight, bias: ffNorm.bias, eps: eps, into: h.p)
+        linear(h.p, m: rows, ff1, into: f.p)
+        gelu(f.p, count: f.count)
+        linear(f.p, m: rows, ff2, into: h.p)
+        axpy(ffGate, h.p, into: x, count: rows * d)
+    }
+
+    /// text_time for a token sequence (spec/30 §2): normal mode counts the
+    /// <image> tokens at or before each position; `v1` shifts text to the
+    /// next image and drops positions past the last one.
+    public static func textTime(tokens: [Int], imageToken: Int, semantics: GatedCrossAttentionConfig.MediaSemantics) -> [Int] {
+        var count = 0
+        var out = tokens.map { tok -> Int in
+            if tok == imageToken { count += 1 }
+            return count
+        }
+        if semantics == .v1 {
+            for i in out.indices where tokens[i] != imageToken { out[i] += 1 }
+            for i in out.indices where out[i] > count { out[i] = 0 }
+        }
+        return out
+    }
+}
+
+import Glibc

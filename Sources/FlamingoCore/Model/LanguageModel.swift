@@ -82,3 +82,107 @@ public struct LanguageModelConfig: Equatable, Sendable {
         }
     }
 }
+
+/// One frozen decoder layer of some LM family. It appends its keys and
+/// values for the new rows to `cache` and updates `x` [rows, D] in place.
+protocol DecoderLayer {
+    func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache)
+}
+
+/// Causal self-attention of `rows` new queries (positions start…) over the
+/// cache, for every head; grouped-query heads share K/V.
+func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache,
+                         heads: Int, kvHeads: Int, headDim hd: Int, alibiSlopes: [Float]? = nil,
+                         into o: UnsafeMutablePointer<Float>) {
+    let scores = Buffer(start + rows)
+    let group = heads / kvHeads, kw = cache.width
+    cache.valid.withUnsafeBufferPointer { valid in
+        for i in 0..<rows {
+            let pos = start + i
+            for h in 0..<heads {
+                let kvOff = (h / group) * hd
+                attendRow(q: q + i * heads * hd + h * hd, k: cache.keys[layer].p + kvOff, v: cache.values[layer].p + kvOff,
+                          stride: kw, headDim: hd, keys: 0..<(pos + 1), scale: 1 / Float(hd).squareRoot(),
+                          alibiSlope: alibiSlopes?[h] ?? 0, queryPos: pos, keyValid: valid.baseAddress,
+                          scores: scores.p, out: o + i * heads * hd + h * hd)
+            }
+        }
+    }
+}
+
+/// Rotary embedding, rotate-half convention, on the first `dims` channels of
+/// each head of `x` [rows, heads·headDim], at the cache's position ids.
+func applyRotary(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, cache: KVCache, heads: Int, headDim hd: Int,
+                 dims: Int, theta: Float) {
+    let half = dims / 2
+    guard half > 0 else { return }
+    var invFreq = [Float](repeating: 0, count: half)
+    for i in 0..<half { invFreq[i] = 1 / powf(theta, Float(2 * i) / Float(dims)) }
+    for r in 0..<rows {
+        let pos = Float(cache.positions[start + r])
+        for i in 0..<half {
+            let angle = pos * invFreq[i]
+            let c = cosf(angle), s = sinf(angle)
+            for h in 0..<heads {
+                let p = x + r * heads * hd + h * hd
+                let a = p[i], b = p[i + half]
+                p[i] = a * c - b * s
+                p[i + half] = b * c + a * s
+            }
+        }
+    }
+}
+
+/// The LM around its decoder layers: embedding, final norm, output head.
+public final class LanguageModel {
+    public let config: LanguageModelConfig
+    let embedding: Matrix
+    let head: Matrix                         // == embedding when tied
+    let finalNorm: (weight: Matrix, bias: Matrix?)
+    let layers: [DecoderLayer]
+
+    init(_ model: Model, config c: LanguageModelConfig, prefix p: String) throws {
+        config = c
+        switch c.family {
+        case .mpt:
+            embedding = try model.matrix("\(p).transformer.wte.weight")
+            finalNorm = try model.layer("\(p).transformer.norm_f")
+            layers = try (0..<c.layers).map { try MPT.Layer(model, config: c, prefix: "\(p).transformer.blocks.\($0)") }
+        case .mosaicGPT:
+            embedding = try model.matrix("\(p).transformer.wte.weight")
+            finalNorm = try model.layer("\(p).transformer.ln_f")
+            layers = try (0..<c.layers).map { try MPT.Layer(model, config: c, prefix: "\(p).transformer.blocks.\($0)") }
+        case .gptNeoX:
+            embedding = try model.matrix("\(p).gpt_neox.embed_in.weight")
+            finalNorm = try model.layer("\(p).gpt_neox.final_layer_norm")
+            layers = try (0..<c.layers).map { try GPTNeoX.Layer(model, config: c, prefix: "\(p).gpt_neox.layers.\($0)") }
+        case .llama:
+            embedding = try model.matrix("\(p).model.embed_tokens.weight")
+            finalNorm = try model.layer("\(p).model.norm")
+            layers = try (0..<c.layers).map { try LLaMA.Layer(model, config: c, prefix: "\(p).model.layers.\($0)") }
+        }
+        if c.tieWordEmbeddings {
+            head = embedding
+        } else {
+            head = try model.matrix(c.family == .gptNeoX ? "\(p).embed_out.weight" : "\(p).lm_head.weight")
+        }
+    }
+
+    func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        for (i, t) in tokens.enumerated() { (x + i * d).update(from: embedding.row(t), count: d) }
+    }
+
+    /// Final norm in place, then logits [rows, vocab].
+    func logits(_ x: UnsafeMutablePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        if config.family == .llama {
+            rmsNorm(x, rows: rows, dim: d, weight: finalNorm.weight, eps: config.normEps, into: x)
+        } else {
+            layerNorm(x, rows: rows, dim: d, weight: finalNorm.weight, bias: finalNorm.bias, eps: config.normEps, into: x)
+        }
+        linear(x, m: rows, head, into: out)
+    }
+}
+
+import Glibc

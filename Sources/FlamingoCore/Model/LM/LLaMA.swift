@@ -22,3 +22,47 @@ enum LLaMA {
         return w
     }
 }
+
+extension LLaMA {
+    /// x += attn(RMS₁(x)) with rotary on q and k; x += down(silu(gate)·up)(RMS₂(x)).
+    struct Layer: DecoderLayer {
+        let c: LanguageModelConfig
+        let norm1, norm2, wq, wk, wv, wo, gate, up, down: Matrix
+
+        init(_ model: Model, config: LanguageModelConfig, prefix b: String) throws {
+            c = config
+            norm1 = try model.matrix(b + ".input_layernorm.weight")
+            norm2 = try model.matrix(b + ".post_attention_layernorm.weight")
+            wq = try model.matrix(b + ".self_attn.q_proj.weight")
+            wk = try model.matrix(b + ".self_attn.k_proj.weight")
+            wv = try model.matrix(b + ".self_attn.v_proj.weight")
+            wo = try model.matrix(b + ".self_attn.o_proj.weight")
+            gate = try model.matrix(b + ".mlp.gate_proj.weight")
+            up = try model.matrix(b + ".mlp.up_proj.weight")
+            down = try model.matrix(b + ".mlp.down_proj.weight")
+        }
+
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache) {
+            let d = c.hiddenSize, hd = c.headDim, kw = cache.width
+            let h = Buffer(rows * d), q = Buffer(rows * d), o = Buffer(rows * d)
+            rmsNorm(x, rows: rows, dim: d, weight: norm1, eps: c.normEps, into: h.p)
+            linear(h.p, m: rows, wq, into: q.p)
+            let k = cache.keys[layer].p + start * kw, v = cache.values[layer].p + start * kw
+            linear(h.p, m: rows, wk, into: k)
+            linear(h.p, m: rows, wv, into: v)
+            applyRotary(q.p, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: hd, theta: c.ropeTheta)
+            applyRotary(k, rows: rows, start: start, cache: cache, heads: c.kvHeads, headDim: hd, dims: hd, theta: c.ropeTheta)
+            causalSelfAttention(q: q.p, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
+                                kvHeads: c.kvHeads, headDim: hd, into: o.p)
+            linear(o.p, m: rows, wo, into: h.p)
+            add(h.p, into: x, count: rows * d)
+            rmsNorm(x, rows: rows, dim: d, weight: norm2, eps: c.normEps, into: h.p)
+            let g = Buffer(rows * c.intermediateSize), u = Buffer(rows * c.intermediateSize)
+            linear(h.p, m: rows, gate, into: g.p)
+            linear(h.p, m: rows, up, into: u.p)
+            swiGLU(g.p, u.p, count: g.count)
+            linear(g.p, m: rows, down, into: h.p)
+            add(h.p, into: x, count: rows * d)
+        }
+    }
+}

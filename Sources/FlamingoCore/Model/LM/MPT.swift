@@ -21,3 +21,74 @@ enum MPT {
         return w
     }
 }
+
+extension MPT {
+    /// ALiBi slopes. MPT-7B (llm-foundry, transformers): 2^(−k·max/H') for
+    /// H' = next power of two, odd-then-even interleave when H' ≠ H.
+    /// MosaicGPT (MPT-1B): 2^(−h·max/H) with no adjustment (spec/40 §2).
+    static func alibiSlopes(heads: Int, biasMax: Float, family: LanguageModelConfig.Family) -> [Float] {
+        if family == .mosaicGPT {
+            return (1...heads).map { powf(2, -Float($0) * biasMax / Float(heads)) }
+        }
+        var p2 = 1
+        while p2 < heads { p2 *= 2 }
+        let all = (1...p2).map { powf(2, -Float($0) * biasMax / Float(p2)) }
+        if p2 == heads { return all }
+        let odd = stride(from: 1, to: p2, by: 2).map { all[$0] }, even = stride(from: 0, to: p2, by: 2).map { all[$0] }
+        return Array((odd + even).prefix(heads))
+    }
+
+    /// One block, for both MPT-7B and MosaicGPT (which differ only in names,
+    /// slopes and QK-LayerNorm): x += attn(LN₁(x)); x += FFN(LN₂(x)).
+    struct Layer: DecoderLayer {
+        let c: LanguageModelConfig
+        let norm1, norm2: (weight: Matrix, bias: Matrix?)
+        let qLN, kLN: (weight: Matrix, bias: Matrix?)?
+        let wqkv, outProj, up, down: Matrix
+        let slopes: [Float]
+
+        init(_ model: Model, config: LanguageModelConfig, prefix b: String) throws {
+            c = config
+            let mosaic = config.family == .mosaicGPT
+            norm1 = try model.layer(b + (mosaic ? ".ln_1" : ".norm_1"))
+            norm2 = try model.layer(b + (mosaic ? ".ln_2" : ".norm_2"))
+            qLN = config.qkLayerNorm ? try model.layer(b + ".attn.q_ln") : nil
+            kLN = config.qkLayerNorm ? try model.layer(b + ".attn.k_ln") : nil
+            wqkv = try model.matrix(b + ".attn.Wqkv.weight")
+            outProj = try model.matrix(b + ".attn.out_proj.weight")
+            up = try model.matrix(b + (mosaic ? ".mlp.mlp_up.weight" : ".ffn.up_proj.weight"))
+            down = try model.matrix(b + (mosaic ? ".mlp.mlp_down.weight" : ".ffn.down_proj.weight"))
+            slopes = alibiSlopes(heads: config.heads, biasMax: config.alibiBiasMax, family: config.family)
+        }
+
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache) {
+            let d = c.hiddenSize, eps = c.normEps
+            let h = Buffer(rows * d), qkv = Buffer(rows * 3 * d), q = Buffer(rows * d), o = Buffer(rows * d)
+            layerNorm(x, rows: rows, dim: d, weight: norm1.weight, bias: norm1.bias, eps: eps, into: h.p)
+            linear(h.p, m: rows, wqkv, into: qkv.p)
+            for r in 0..<rows {
+                let src = qkv.p + r * 3 * d
+                (q.p + r * d).update(from: src, count: d)
+                (cache.keys[layer].p + (start + r) * d).update(from: src + d, count: d)
+                (cache.values[layer].p + (start + r) * d).update(from: src + 2 * d, count: d)
+            }
+            if let qLN, let kLN {
+                layerNorm(q.p, rows: rows, dim: d, weight: qLN.weight, bias: qLN.bias, eps: eps, into: q.p)
+                let k = cache.keys[layer].p + start * d
+                layerNorm(k, rows: rows, dim: d, weight: kLN.weight, bias: kLN.bias, eps: eps, into: k)
+            }
+            causalSelfAttention(q: q.p, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
+                                kvHeads: c.heads, headDim: c.headDim, alibiSlopes: slopes, into: o.p)
+            linear(o.p, m: rows, outProj, into: h.p)
+            add(h.p, into: x, count: rows * d)
+            layerNorm(x, rows: rows, dim: d, weight: norm2.weight, bias: norm2.bias, eps: eps, into: h.p)
+            let f = Buffer(rows * c.intermediateSize)
+            linear(h.p, m: rows, up, into: f.p)
+            gelu(f.p, count: f.count)
+            linear(f.p, m: rows, down, into: h.p)
+            add(h.p, into: x, count: rows * d)
+        }
+    }
+}
+
+import Glibc

@@ -1,0 +1,47 @@
+/// Self-attention keys and values of one sequence, per decoder layer, plus
+/// what attention needs to know about each cached position: whether it is a
+/// real token (left padding is not) and its rotary position id.
+public final class KVCache {
+    public let capacity: Int
+    public let width: Int                  // kvHeads · headDim
+    public private(set) var length = 0
+    let keys: [Buffer]
+    let values: [Buffer]
+    var valid: [Bool]
+    var positions: [Int]
+
+    public init(layers: Int, capacity: Int, width: Int) {
+        self.capacity = capacity
+        self.width = width
+        keys = (0..<layers).map { _ in Buffer(capacity * width) }
+        values = (0..<layers).map { _ in Buffer(capacity * width) }
+        valid = []
+        positions = []
+    }
+
+    /// Reserves `n` new positions; returns the first one.
+    func append(valid v: [Bool]) throws -> Int {
+        guard length + v.count <= capacity else {
+            throw FlamingoError.invalidArgument("sequence of \(length + v.count) tokens exceeds the context of \(capacity)")
+        }
+        let start = length
+        // Rotary position ids count real tokens only, as HF generate derives
+        // them from the attention mask (cumsum − 1; pads get 1).
+        var next = positions.indices.reversed().first { valid[$0] }.map { positions[$0] + 1 } ?? 0
+        for ok in v {
+            valid.append(ok)
+            positions.append(ok ? next : 1)
+            if ok { next += 1 }
+        }
+        length += v.count
+        return start
+    }
+
+    /// Forgets every position from `n` on.
+    public func truncate(to n: Int) {
+        guard n < length else { return }
+        length = max(n, 0)
+        valid.removeSubrange(length...)
+        positions.removeSubrange(length...)
+    }
+}
