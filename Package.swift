@@ -16,9 +16,11 @@ let package = Package(
     ],
     targets: [
         // C helpers Swift cannot express: per-thread error strings, the
-        // run-time OpenCL loader (libOpenCL is optional at load time).
+        // run-time OpenCL loader (libOpenCL is optional at load time), and
+        // JPEG/PNG decoding whose error handlers need setjmp/longjmp.
         .target(name: "CFlamingoSupport", cSettings: simdC,
-                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread"),
+                                 .linkedLibrary("jpeg"), .linkedLibrary("png16")]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport", "COpenBLAS"],
                 swiftSettings: simdSwift),

@@ -2,7 +2,7 @@
 # Installs what building and testing libflamingo needs on Debian 12 (run as
 # root). Swift 6.3 and Python 3 are expected to be present already.
 set -euo pipefail
-packages=(libopenblas-dev ocl-icd-opencl-dev opencl-headers libjpeg-dev pocl-opencl-icd
+packages=(libopenblas-dev ocl-icd-opencl-dev opencl-headers libjpeg-dev libpng-dev pocl-opencl-icd
           clinfo cmake pkg-config binutils)
 missing=()
 for p in "${packages[@]}"; do
