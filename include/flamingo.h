@@ -17,6 +17,11 @@
  *    first struct_size bytes, and uses defaults for fields it was not given.
  *  - The library never terminates the host process: bad input (NULL
  *    pointers, wrong sizes, corrupt files) is reported as an error.
+ *  - Enumerations are passed as fixed-width integers (int32_t typedefs with
+ *    named constants), so their size never depends on the compiler and an
+ *    unknown value can be passed and is rejected or ignored as documented.
+ *  - A struct_size larger than the library knows is accepted: the library
+ *    reads and writes only the fields it knows, and leaves the rest alone.
  *  - Thread safety is stated per function.
  */
 #ifndef FLAMINGO_H
@@ -56,7 +61,8 @@ uint32_t flamingo_abi_version(void);
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef enum flamingo_status {
+typedef int32_t flamingo_status;
+enum {
     FLAMINGO_OK = 0,
     /* A NULL pointer, a wrong struct_size, an out-of-range index or value. */
     FLAMINGO_ERROR_INVALID_ARGUMENT = 1,
@@ -80,7 +86,7 @@ typedef enum flamingo_status {
     FLAMINGO_ERROR_CANCELLED = 9,
     /* A bug in the library; please report it with the message. */
     FLAMINGO_ERROR_INTERNAL = 10
-} flamingo_status;
+};
 
 /* A short constant description of a status ("invalid argument", ...).
  * Unknown values give "unknown status". Static storage. Thread-safe. */
@@ -96,13 +102,14 @@ const char *flamingo_last_error(void);
 /* Logging                                                                  */
 /* ------------------------------------------------------------------------ */
 
-typedef enum flamingo_log_level {
+typedef int32_t flamingo_log_level;
+enum {
     FLAMINGO_LOG_DEBUG = 0,
     FLAMINGO_LOG_INFO = 1,
     FLAMINGO_LOG_WARN = 2,
     FLAMINGO_LOG_ERROR = 3,
     FLAMINGO_LOG_NONE = 4 /* as a minimum level: log nothing */
-} flamingo_log_level;
+};
 
 /* Receives one message (without trailing newline). `message` is valid only
  * during the call. May be called from any thread the library uses. */
@@ -110,8 +117,10 @@ typedef void (*flamingo_log_callback)(flamingo_log_level level, const char *mess
                                       void *user_data);
 
 /* Routes log messages to `callback` with `user_data`; NULL restores the
- * default sink, which writes to stderr. The callback and user_data must stay
- * valid until replaced. Thread-safe. */
+ * default sink, which writes to stderr. Thread-safe. A message that another
+ * thread is delivering while the sink is replaced may still reach the old
+ * callback, so keep a replaced callback and its user_data valid until no
+ * other library call that could log is in flight. */
 void flamingo_log_set(flamingo_log_callback callback, void *user_data);
 
 /* Messages below `level` are dropped (default FLAMINGO_LOG_WARN).
@@ -122,24 +131,28 @@ void flamingo_log_set_level(flamingo_log_level level);
 /* Backends and devices                                                     */
 /* ------------------------------------------------------------------------ */
 
-typedef enum flamingo_backend {
+typedef int32_t flamingo_backend;
+enum {
     FLAMINGO_BACKEND_CPU = 0,
     FLAMINGO_BACKEND_OPENCL = 1
-} flamingo_backend;
+};
 
-typedef enum flamingo_device_type {
+typedef int32_t flamingo_device_type;
+enum {
     FLAMINGO_DEVICE_CPU = 0,
     FLAMINGO_DEVICE_GPU = 1,
     FLAMINGO_DEVICE_ACCELERATOR = 2,
     FLAMINGO_DEVICE_OTHER = 3
-} flamingo_device_type;
+};
 
 typedef struct flamingo_device_info {
     uint32_t struct_size;          /* set by the caller: sizeof(flamingo_device_info) */
     flamingo_backend backend;      /* which backend drives this device */
     flamingo_device_type type;
     int32_t platform_index;        /* OpenCL platform index; -1 for the CPU backend */
-    int32_t device_index;          /* index within the platform; -1 for the CPU backend */
+    int32_t device_index;          /* index within the OpenCL platform; -1 for the CPU
+                                      backend (not the global index used by
+                                      flamingo_device_get_info and the model params) */
     uint32_t compute_units;        /* CPU: hardware threads; OpenCL: compute units */
     uint64_t memory_bytes;         /* CPU: physical memory; OpenCL: global memory */
     char name[256];                /* e.g. "cpu" or the OpenCL device name */
@@ -151,15 +164,15 @@ typedef struct flamingo_device_info {
 /* Counts the devices usable by this build: device 0 is always the CPU
  * backend, followed by every OpenCL device of every platform, in platform
  * order. OpenCL is loaded at run time; without an OpenCL ICD loader or
- * platform only the CPU is listed. The list is computed once per process.
- * Errors: INVALID_ARGUMENT (out_count NULL), BACKEND (OpenCL enumeration
- * failed; the CPU is still usable). Thread-safe. */
+ * platform, or when OpenCL enumeration fails (logged as a warning), only the
+ * CPU is listed. The list is computed once per process.
+ * Errors: INVALID_ARGUMENT (out_count NULL). Thread-safe. */
 flamingo_status flamingo_device_count(size_t *out_count);
 
 /* Describes device `index` (0 <= index < count) into `*out`, whose
  * struct_size the caller sets. Errors: INVALID_ARGUMENT (out NULL or
  * struct_size smaller than the first version of the struct), NOT_FOUND
- * (index out of range), BACKEND. Thread-safe. */
+ * (index out of range). Thread-safe. */
 flamingo_status flamingo_device_get_info(size_t index, flamingo_device_info *out);
 
 /* ------------------------------------------------------------------------ */
@@ -173,14 +186,16 @@ typedef struct flamingo_model flamingo_model;
 typedef struct flamingo_model_params {
     uint32_t struct_size;          /* set by the caller: sizeof(flamingo_model_params) */
     flamingo_backend backend;      /* default FLAMINGO_BACKEND_CPU */
-    int32_t device_index;          /* index from flamingo_device_get_info; -1 = the
-                                      backend's default device (default -1) */
+    int32_t device_index;          /* global device index, as passed to
+                                      flamingo_device_get_info; -1 = the backend's
+                                      default device (default -1) */
     uint32_t n_threads;            /* CPU threads; 0 = one per core (default 0) */
 } flamingo_model_params;
 
-/* Fills `*params` with defaults. The caller passes the size of its struct,
- * which is stored in params->struct_size. Errors: INVALID_ARGUMENT (params
- * NULL or struct_size too small). Thread-safe. */
+/* Fills `*params` with defaults. The caller passes sizeof its struct, which
+ * is stored in params->struct_size (so it need not be set beforehand).
+ * Errors: INVALID_ARGUMENT (params NULL, or struct_size smaller than the
+ * first version of the struct or larger than UINT32_MAX). Thread-safe. */
 flamingo_status flamingo_model_default_params(flamingo_model_params *params, size_t struct_size);
 
 /* Loads the model directory `path` (see docs/model-format.md): reads

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=$PWD/build/prefix
 [[ -e $prefix/lib/libflamingo.so.1 ]] || bash tools/build.sh
-PKG_CONFIG_PATH=$prefix/lib/pkgconfig make -s -C bindings/c OUT="$PWD/build/c-example"
-build/c-example/flamingo-info Tests/Fixtures/mpt_tiny
+PKG_CONFIG_PATH=$prefix/lib/pkgconfig make -s -C bindings/c example
+bindings/c/example Tests/Fixtures/mpt_tiny

@@ -121,7 +121,7 @@ func fill<T>(_ field: inout T, _ s: String) {
 public func capiDeviceCount(_ out: UnsafeMutablePointer<Int>?) -> Int32 {
     capi("flamingo_device_count") {
         guard let out else { throw FlamingoError.invalidArgument("out_count is NULL") }
-        out.pointee = try Devices.all().count
+        out.pointee = Devices.all().count
     }
 }
 
@@ -129,14 +129,14 @@ public func capiDeviceCount(_ out: UnsafeMutablePointer<Int>?) -> Int32 {
 public func capiDeviceGetInfo(_ index: Int, _ out: UnsafeMutableRawPointer?) -> Int32 {
     capi("flamingo_device_get_info") {
         let (_, size) = try checkedSize(out, V1Size.deviceInfo, "out")
-        let devices = try Devices.all()
+        let devices = Devices.all()
         guard index >= 0 && index < devices.count else {
             throw FlamingoError.notFound("device index \(index) is out of range (\(devices.count) device(s))")
         }
         let d = devices[index]
         var info = flamingo_device_info()
-        info.backend = flamingo_backend(rawValue: UInt32(d.backend.rawValue))
-        info.type = flamingo_device_type(rawValue: UInt32(d.kind.rawValue))
+        info.backend = d.backend.rawValue
+        info.type = d.kind.rawValue
         info.platform_index = d.platformIndex
         info.device_index = d.deviceIndex
         info.compute_units = d.computeUnits
@@ -174,7 +174,7 @@ func handle(_ p: OpaquePointer?) throws -> ModelHandle {
 func defaultModelParams() -> flamingo_model_params {
     var p = flamingo_model_params()
     p.struct_size = UInt32(MemoryLayout<flamingo_model_params>.size)
-    p.backend = FLAMINGO_BACKEND_CPU
+    p.backend = Int32(FLAMINGO_BACKEND_CPU)
     p.device_index = -1
     p.n_threads = 0
     return p
@@ -205,8 +205,8 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
                 dst.baseAddress!.copyMemory(from: src, byteCount: min(size, dst.count))
             }
         }
-        let devices = try Devices.all()
-        switch p.backend {
+        let devices = Devices.all()
+        switch Int(p.backend) {
         case FLAMINGO_BACKEND_CPU:
             guard p.device_index == -1 || p.device_index == 0 else {
                 throw FlamingoError.invalidArgument("device_index \(p.device_index) is not the CPU device (use -1 or 0)")
@@ -214,7 +214,7 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
         case FLAMINGO_BACKEND_OPENCL:
             throw FlamingoError.unsupported("the OpenCL backend cannot run models yet in this version (\(devices.count - 1) OpenCL device(s) found)")
         default:
-            throw FlamingoError.invalidArgument("unknown backend \(p.backend.rawValue)")
+            throw FlamingoError.invalidArgument("unknown backend \(p.backend)")
         }
         guard let dir = String(validatingCString: path) else { throw FlamingoError.invalidArgument("path is not valid UTF-8") }
         let model = try Model(directory: dir)

@@ -640,14 +640,34 @@ static void test_fixture(const char *dir) {
         CHECK(sink_count(NULL, NULL) == 0, "log messages arrived at level %d", silent[k]);
     }
 
-    /* A NULL callback restores the default sink: ours is no longer called. */
+    /* A NULL callback restores the default sink, which writes to stderr:
+     * ours is no longer called, and the message lands in fd 2 (captured). */
     F.log_set_level(FLAMINGO_LOG_INFO);
     F.log_set(NULL, NULL);
     sink_reset();
     m = NULL;
-    CHECK_STATUS(F.model_load(dir, NULL, &m), FLAMINGO_OK, "model_load(fixture) with the default sink");
+    char captured[512];
+    long n_captured = -1;
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *cap = tmpfile();
+    if (saved >= 0 && cap && dup2(fileno(cap), 2) >= 0) {
+        st = F.model_load(dir, NULL, &m);
+        fflush(stderr);
+        dup2(saved, 2);
+        rewind(cap);
+        n_captured = (long)fread(captured, 1, sizeof captured - 1, cap);
+        captured[n_captured] = '\0';
+    } else {
+        st = F.model_load(dir, NULL, &m);
+    }
+    if (saved >= 0) close(saved);
+    if (cap) fclose(cap);
+    CHECK_STATUS(st, FLAMINGO_OK, "model_load(fixture) with the default sink");
     F.model_free(m);
     CHECK(sink_count(NULL, NULL) == 0, "the callback was called after flamingo_log_set(NULL, NULL)");
+    CHECK(n_captured != 0, "the default sink wrote nothing to stderr at level INFO");
+    if (n_captured > 0) printf("default sink wrote: %s", captured);
     F.log_set_level(FLAMINGO_LOG_WARN);
 
     /* Explicit params. */

@@ -1,39 +1,41 @@
 import COpenBLAS
 
-/// A weight matrix in PyTorch layout [rows = out, cols = in], as f32 in
-/// 64-byte aligned memory. 16-bit stored weights are widened once at load;
-/// f32 weights are copied so every kernel sees aligned rows.
+/// A weight matrix in PyTorch layout [rows = out, cols = in] as f32. An f32
+/// tensor is used in place from the memory map (no copy); 16-bit weights are
+/// widened once at load into 64-byte aligned memory.
 public final class Matrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     public let data: UnsafeMutablePointer<Float>
+    private let owned: Bool
 
     public init(rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(rows * cols, 1) * 4, alignment: 64)
-        data = raw.bindMemory(to: Float.self, capacity: max(rows * cols, 1))
-        data.initialize(repeating: 0, count: max(rows * cols, 1))
+        let n = max(rows * cols, 1)
+        data = UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
+        data.initialize(repeating: 0, count: n)
+        owned = true
     }
 
-    /// Widens a stored tensor viewed as [rows, cols].
-    public convenience init(_ t: TensorView, rows: Int, cols: Int) {
-        self.init(rows: rows, cols: cols)
-        switch t.dtype {
-        case .f32:
-            UnsafeMutableRawPointer(data).copyMemory(from: t.data.baseAddress!, byteCount: rows * cols * 4)
-        default:
-            for i in 0..<(rows * cols) { data[i] = t.float(at: i) }
+    /// A stored tensor viewed as [rows, cols]. The tensor's file mapping must
+    /// outlive the matrix (the Model keeps it).
+    public init(_ t: TensorView, rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        if t.dtype == .f32, let base = t.data.baseAddress, Int(bitPattern: base) % 4 == 0, rows * cols > 0 {
+            data = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: Float.self))
+            owned = false
+            return
         }
+        let n = max(rows * cols, 1)
+        data = UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
+        data.initialize(repeating: 0, count: n)
+        for i in 0..<(rows * cols) { data[i] = t.float(at: i) }
+        owned = true
     }
 
-    /// A 2-D tensor, or a 1-D tensor as a single row.
-    public convenience init(_ t: TensorView) {
-        let cols = t.shape.last ?? 1
-        self.init(t, rows: cols == 0 ? 0 : t.count / cols, cols: cols)
-    }
-
-    deinit { UnsafeMutableRawPointer(data).deallocate() }
+    deinit { if owned { UnsafeMutableRawPointer(data).deallocate() } }
 
     /// Row `r` as a pointer (for embedding lookups and biases).
     public func row(_ r: Int) -> UnsafeMutablePointer<Float> { data + r * cols }

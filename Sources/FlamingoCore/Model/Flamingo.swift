@@ -57,6 +57,8 @@ public final class Sequence {
     public private(set) var tokens: [Int] = []
     private var mediaKV: [GatedCrossAttention.MediaKV?] = []
     public private(set) var mediaCount = 0
+    /// Logits of the last evaluated position (what generation continues from).
+    public private(set) var lastLogits: [Float] = []
 
     /// Observes intermediate activations: (name, rows × D values).
     public typealias Observer = (String, UnsafePointer<Float>, Int) -> Void
@@ -65,6 +67,17 @@ public final class Sequence {
         flamingo = f
         self.cache = cache
         mediaKV = f.crossAttention.map { _ in nil }
+    }
+
+    /// An independent sequence with the same tokens, cache and media (the
+    /// media keys/values are immutable and shared).
+    public func copy() -> Sequence {
+        let s = Sequence(flamingo, cache: cache.copy())
+        s.tokens = tokens
+        s.mediaKV = mediaKV
+        s.mediaCount = mediaCount
+        s.lastLogits = lastLogits
+        return s
     }
 
     public var length: Int { cache.length }
@@ -117,6 +130,7 @@ public final class Sequence {
         let logits = Buffer(outRows * lmc.vocabSize)
         flamingo.lm.logits(first, rows: outRows, into: logits.p)
         observe?("hidden.final", first, outRows)
+        lastLogits = Array(UnsafeBufferPointer(start: logits.p + (outRows - 1) * lmc.vocabSize, count: lmc.vocabSize))
         return logits
     }
 
@@ -124,5 +138,6 @@ public final class Sequence {
     public func truncate(to n: Int) {
         cache.truncate(to: n)
         tokens.removeSubrange(min(max(n, 0), tokens.count)...)
+        lastLogits = []
     }
 }

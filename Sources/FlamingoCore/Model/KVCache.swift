@@ -37,6 +37,19 @@ public final class KVCache {
         return start
     }
 
+    /// An independent copy of the first `length` positions (for beams).
+    public func copy() -> KVCache {
+        let c = KVCache(layers: keys.count, capacity: capacity, width: width)
+        for l in keys.indices {
+            c.keys[l].p.update(from: keys[l].p, count: length * width)
+            c.values[l].p.update(from: values[l].p, count: length * width)
+        }
+        c.length = length
+        c.valid = valid
+        c.positions = positions
+        return c
+    }
+
     /// Forgets every position from `n` on.
     public func truncate(to n: Int) {
         guard n < length else { return }

@@ -20,10 +20,12 @@ public struct DeviceInfo: Equatable, Sendable {
 }
 
 public enum Devices {
-    private static let cached: Result<[DeviceInfo], FlamingoError> = enumerate()
+    private static let cached: [DeviceInfo] = enumerate()
 
-    /// The device list, computed once per process.
-    public static func all() throws -> [DeviceInfo] { try cached.get() }
+    /// The device list, computed once per process. An OpenCL failure is
+    /// logged and leaves the CPU alone in the list: it must not make the CPU
+    /// backend unusable.
+    public static func all() -> [DeviceInfo] { cached }
 
     static func cpu() -> DeviceInfo {
         let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
@@ -45,14 +47,15 @@ public enum Devices {
         return ""
     }
 
-    private static func enumerate() -> Result<[DeviceInfo], FlamingoError> {
+    private static func enumerate() -> [DeviceInfo] {
         var list = [cpu()]
         let cap = 256
         var descs = [fsup_cl_device_desc](repeating: fsup_cl_device_desc(), count: cap)
         var err = [CChar](repeating: 0, count: 512)
         let n = fsup_cl_enumerate(&descs, Int32(cap), &err, err.count)
         if n < 0 {
-            return .failure(.backend("OpenCL device enumeration failed: \(String(cString: err))"))
+            Log.warn("OpenCL device enumeration failed, using the CPU only: \(String(cString: err))")
+            return list
         }
         for d in descs.prefix(Int(min(n, Int32(cap)))) {
             var d = d
@@ -65,6 +68,6 @@ public enum Devices {
                                    name: str(&d.name), platformName: str(&d.platform_name),
                                    vendor: str(&d.vendor), driverVersion: str(&d.driver_version)))
         }
-        return .success(list)
+        return list
     }
 }

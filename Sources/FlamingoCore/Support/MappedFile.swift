@@ -33,10 +33,25 @@ public final class MappedFile: @unchecked Sendable {
     }
 }
 
-/// Reads a small file (configs) fully into memory.
+/// Reads a small file (configs, /proc entries whose size reads as 0) fully
+/// into memory.
 public func readWholeFile(_ path: String) throws -> [UInt8] {
-    let f = try MappedFile(path: path)
-    return Array(f.bytes)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FlamingoError.io("cannot open \(path): \(errnoString())") }
+    defer { close(fd) }
+    var st = stat()
+    if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { throw FlamingoError.io("\(path) is a directory") }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FlamingoError.io("cannot read \(path): \(errnoString())")
+        }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[0..<n])
+    }
 }
 
 func errnoString() -> String { String(cString: strerror(errno)) }

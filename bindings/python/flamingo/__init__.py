@@ -455,6 +455,16 @@ class Model:
         except Exception:
             pass
 
+    # A copy would free the same handle twice.
+    def __copy__(self):
+        raise TypeError("flamingo.Model cannot be copied; share the object instead")
+
+    def __deepcopy__(self, memo):
+        raise TypeError("flamingo.Model cannot be copied; share the object instead")
+
+    def __reduce__(self):
+        raise TypeError("flamingo.Model cannot be pickled")
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<flamingo.Model {self.path!r} ({state})>"

@@ -57,13 +57,14 @@ def _line(indent: str, key: str, value) -> str:
     return f"{indent}{key}:" + (f" {value}" if value else "")
 
 
-def header_lines() -> List[str]:
-    return [f"flamingo {flamingo.version()} (abi {flamingo.abi_version()})"]
+def header_lines(out: List[str]) -> List[str]:
+    out.append(f"flamingo {flamingo.version()} (abi {flamingo.abi_version()})")
+    return out
 
 
-def device_lines() -> List[str]:
+def device_lines(out: List[str]) -> List[str]:
     n = flamingo.device_count()
-    out = [f"devices: {n}"]
+    out.append(f"devices: {n}")
     for i in range(n):
         d = flamingo.device(i)
         out.append(f"device {i}: {d.name}")
@@ -75,8 +76,8 @@ def device_lines() -> List[str]:
     return out
 
 
-def model_lines(path: str, info: "flamingo.ModelInfo") -> List[str]:
-    out = [f"model: {path}"]
+def model_lines(out: List[str], path: str, info: "flamingo.ModelInfo") -> List[str]:
+    out.append(f"model: {path}")
     for key in _INFO_KEYS:
         out.append(_line("  ", key, getattr(info, key)))
     return out
@@ -89,15 +90,18 @@ def _emit(lines: List[str]) -> None:
 
 
 def info(path: Optional[str]) -> int:
+    out: List[str] = []
     try:
-        _emit(header_lines())
-        _emit(device_lines())
+        header_lines(out)
+        device_lines(out)
         if path is not None:
             with flamingo.Model.load(path) as model:
-                _emit(model_lines(path, model.info))
+                model_lines(out, path, model.info)
     except flamingo.FlamingoError as e:
+        _emit(out)  # what was printed before the failure, as C and Rust do
         sys.stderr.write(f"error: {e}\n")
         return 1
+    _emit(out)
     return 0
 
 

@@ -1,0 +1,131 @@
+import Glibc
+
+/// Continues a sequence whose prompt has been evaluated: greedy, sampling or
+/// beam search with Hugging Face `generate` semantics (spec/70 §decoding).
+/// Afterwards the sequence holds the prompt plus every returned token, so a
+/// conversation can continue from it.
+public enum Generator {
+    public enum StopReason: Int32, Sendable {
+        case maxTokens = 0, stopToken = 1, cancelled = 2
+    }
+
+    public struct Result: Sendable {
+        public var tokens: [Int]
+        public var stopReason: StopReason
+    }
+
+    /// Called with each new token of greedy or sampled decoding (beam search
+    /// reports the final tokens); returning false stops generation.
+    public typealias TokenCallback = (Int) -> Bool
+
+    public static func generate(_ seq: Sequence, config c: GenerationConfig,
+                                onToken: TokenCallback? = nil) throws -> Result {
+        try c.validate(vocabSize: seq.flamingo.config.languageModel.vocabSize)
+        guard !seq.lastLogits.isEmpty else {
+            throw FlamingoError.invalidArgument("evaluate a prompt before generating")
+        }
+        guard seq.length + c.maxNewTokens <= seq.cache.capacity else {
+            throw FlamingoError.invalidArgument("prompt of \(seq.length) tokens plus max_new_tokens \(c.maxNewTokens) exceeds the context of \(seq.cache.capacity)")
+        }
+        if c.maxNewTokens == 0 { return Result(tokens: [], stopReason: .maxTokens) }
+        return c.numBeams > 1 ? try beamSearch(seq, c, onToken) : try sampleOrGreedy(seq, c, onToken)
+    }
+
+    static func sampleOrGreedy(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
+        var rng = RandomSource(seed: c.seed)
+        var out: [Int] = []
+        while true {
+            var scores = seq.lastLogits
+            LogitsProcessing.process(&scores, sequence: seq.tokens, generated: out.count, config: c)
+            let next: Int
+            if c.doSample {
+                LogitsProcessing.warp(&scores, config: c)
+                next = rng.sample(LogitsProcessing.softmaxed(scores))
+            } else {
+                next = LogitsProcessing.argmax(scores)
+            }
+            out.append(next)
+            _ = try seq.evaluate([next])
+            if let onToken, !onToken(next) { return Result(tokens: out, stopReason: .cancelled) }
+            if c.stopTokens.contains(next) { return Result(tokens: out, stopReason: .stopToken) }
+            if out.count >= c.maxNewTokens { return Result(tokens: out, stopReason: .maxTokens) }
+        }
+    }
+
+    /// Hugging Face's (transformers 5) beam search for one prompt: per step
+    /// the top max(2, 1 + #stop tokens)·beams candidates of log-softmax plus
+    /// beam score; candidates that hit a stop token (or the length limit)
+    /// and rank within the first `beams` become finished hypotheses scored
+    /// sum / length^length_penalty; the best unfinished ones continue.
+    static func beamSearch(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
+        let beams = c.numBeams, vocab = seq.lastLogits.count
+        let keep = max(2, 1 + c.stopTokens.count) * beams
+        let prompt = seq.tokens
+        let penalty = { (length: Int) -> Float in powf(Float(length), c.lengthPenalty) }
+        let dead: Float = -1e9
+
+        var running: [Sequence] = (0..<beams).map { _ in seq.copy() }
+        var runningTokens = [[Int]](repeating: [], count: beams)
+        var runningScores = [Float](repeating: dead, count: beams)
+        runningScores[0] = 0
+        var finished = [(tokens: [Int], score: Float, done: Bool)](repeating: ([], dead, false), count: beams)
+        var improvable = true
+        var step = 0
+
+        while true {
+            // Candidates over beams × vocabulary.
+            var candidates: [(score: Float, beam: Int, token: Int)] = []
+            candidates.reserveCapacity(beams * vocab)
+            for b in 0..<beams {
+                var lp = LogitsProcessing.logSoftmax(running[b].lastLogits)
+                LogitsProcessing.process(&lp, sequence: prompt + runningTokens[b], generated: step, config: c)
+                for v in 0..<vocab { candidates.append((lp[v] + runningScores[b], b, v)) }
+            }
+            // torch.topk order: descending score, lower flat index first on ties.
+            let top = Array(candidates.enumerated().sorted {
+                $0.element.score != $1.element.score ? $0.element.score > $1.element.score : $0.offset < $1.offset
+            }.prefix(keep).map(\.element))
+            let lastStep = step + 1 >= c.maxNewTokens
+            let hits = top.map { lastStep || c.stopTokens.contains($0.token) }
+
+            // Finished hypotheses: only stop-hitting candidates within the first `beams`.
+            let allDone = finished.allSatisfy(\.done)
+            var merged = finished
+            for (k, cand) in top.enumerated() {
+                var score = cand.score / penalty(step + 1)
+                if allDone && c.earlyStopping { score += dead }
+                if !improvable { score += dead }
+                if !(hits[k] && k < beams) { score += dead }
+                merged.append((runningTokens[cand.beam] + [cand.token], score, hits[k] && k < beams))
+            }
+            finished = Array(merged.enumerated().sorted {
+                $0.element.score != $1.element.score ? $0.element.score > $1.element.score : $0.offset < $1.offset
+            }.prefix(beams).map(\.element))
+
+            // Live beams: the best candidates that did not hit a stop.
+            let next = Array(top.enumerated().map { (k, cand) in (cand.score + (hits[k] ? dead : 0), cand.beam, cand.token, k) }
+                .sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.3 < $1.3 }.prefix(beams))
+            step += 1
+            runningScores = next.map(\.0)
+            runningTokens = next.map { runningTokens[$0.1] + [$0.2] }
+
+            // Stop when no live beam can beat the worst finished hypothesis.
+            let best = runningScores[0] / penalty(step)
+            let worst = finished.map(\.score).min() ?? dead
+            improvable = improvable && finished.contains { best > ($0.done ? worst : dead) }
+            if !improvable || (finished.allSatisfy(\.done) && c.earlyStopping) || hits.allSatisfy({ $0 }) { break }
+
+            // Each parent is reused once and copied for further children; all
+            // copies are taken before any beam advances.
+            var used = Set<Int>()
+            running = next.map { cand in used.insert(cand.1).inserted ? running[cand.1] : running[cand.1].copy() }
+            for (s, cand) in zip(running, next) { _ = try s.evaluate([cand.2]) }
+        }
+
+        let best = finished[0].tokens
+        _ = try seq.evaluate(best)
+        for t in best where onToken?(t) == false { return Result(tokens: best, stopReason: .cancelled) }
+        let stopped = best.last.map { c.stopTokens.contains($0) } ?? false
+        return Result(tokens: best, stopReason: stopped ? .stopToken : .maxTokens)
+    }
+}

@@ -1,0 +1,173 @@
+//! Raw declarations of `include/flamingo.h`, one to one.
+//!
+//! C enums are declared as `c_int` type aliases with constants rather than
+//! Rust enums: a value the library adds later must not be undefined behaviour.
+//! The structs are `#[repr(C)]` mirrors of the header (checked by
+//! `tests/layout.rs`; `bindings/c/layout.c` prints the C values).
+
+#![allow(non_camel_case_types)]
+
+use core::ffi::{c_char, c_int, c_void};
+
+pub const FLAMINGO_VERSION_MAJOR: u32 = 0;
+pub const FLAMINGO_VERSION_MINOR: u32 = 1;
+pub const FLAMINGO_VERSION_PATCH: u32 = 0;
+pub const FLAMINGO_VERSION_STRING: &str = "0.1.0";
+pub const FLAMINGO_ABI_VERSION: u32 = 1;
+
+pub type flamingo_status = c_int;
+pub const FLAMINGO_OK: flamingo_status = 0;
+pub const FLAMINGO_ERROR_INVALID_ARGUMENT: flamingo_status = 1;
+pub const FLAMINGO_ERROR_IO: flamingo_status = 2;
+pub const FLAMINGO_ERROR_INVALID_FORMAT: flamingo_status = 3;
+pub const FLAMINGO_ERROR_UNSUPPORTED: flamingo_status = 4;
+pub const FLAMINGO_ERROR_OUT_OF_MEMORY: flamingo_status = 5;
+pub const FLAMINGO_ERROR_BACKEND: flamingo_status = 6;
+pub const FLAMINGO_ERROR_NOT_FOUND: flamingo_status = 7;
+pub const FLAMINGO_ERROR_BUFFER_TOO_SMALL: flamingo_status = 8;
+pub const FLAMINGO_ERROR_CANCELLED: flamingo_status = 9;
+pub const FLAMINGO_ERROR_INTERNAL: flamingo_status = 10;
+
+pub type flamingo_log_level = c_int;
+pub const FLAMINGO_LOG_DEBUG: flamingo_log_level = 0;
+pub const FLAMINGO_LOG_INFO: flamingo_log_level = 1;
+pub const FLAMINGO_LOG_WARN: flamingo_log_level = 2;
+pub const FLAMINGO_LOG_ERROR: flamingo_log_level = 3;
+pub const FLAMINGO_LOG_NONE: flamingo_log_level = 4;
+
+pub type flamingo_log_callback =
+    Option<unsafe extern "C" fn(level: flamingo_log_level, message: *const c_char, user_data: *mut c_void)>;
+
+pub type flamingo_backend = c_int;
+pub const FLAMINGO_BACKEND_CPU: flamingo_backend = 0;
+pub const FLAMINGO_BACKEND_OPENCL: flamingo_backend = 1;
+
+pub type flamingo_device_type = c_int;
+pub const FLAMINGO_DEVICE_CPU: flamingo_device_type = 0;
+pub const FLAMINGO_DEVICE_GPU: flamingo_device_type = 1;
+pub const FLAMINGO_DEVICE_ACCELERATOR: flamingo_device_type = 2;
+pub const FLAMINGO_DEVICE_OTHER: flamingo_device_type = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct flamingo_device_info {
+    pub struct_size: u32,
+    pub backend: flamingo_backend,
+    pub type_: flamingo_device_type,
+    pub platform_index: i32,
+    pub device_index: i32,
+    pub compute_units: u32,
+    pub memory_bytes: u64,
+    pub name: [c_char; 256],
+    pub platform_name: [c_char; 256],
+    pub vendor: [c_char; 128],
+    pub driver_version: [c_char; 128],
+}
+
+/// Opaque model handle.
+#[repr(C)]
+pub struct flamingo_model {
+    _private: [u8; 0],
+    // Not Send/Sync/Unpin by itself; the safe wrapper decides.
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct flamingo_model_params {
+    pub struct_size: u32,
+    pub backend: flamingo_backend,
+    pub device_index: i32,
+    pub n_threads: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct flamingo_model_info {
+    pub struct_size: u32,
+    pub architecture: [c_char; 32],
+    pub vision_kind: [c_char; 32],
+    pub lm_family: [c_char; 32],
+    pub image_size: u32,
+    pub patch_size: u32,
+    pub vision_width: u32,
+    pub vision_layers: u32,
+    pub vision_heads: u32,
+    pub vision_tokens: u32,
+    pub resampler_depth: u32,
+    pub resampler_heads: u32,
+    pub resampler_dim_head: u32,
+    pub num_latents: u32,
+    pub hidden_size: u32,
+    pub num_layers: u32,
+    pub num_heads: u32,
+    pub intermediate_size: u32,
+    pub max_seq_len: u32,
+    pub vocab_size: u32,
+    pub cross_attn_every_n_layers: u32,
+    pub num_cross_attn_layers: u32,
+    pub image_token_id: i32,
+    pub endofchunk_token_id: i32,
+    pub pad_token_id: i32,
+    pub bos_token_id: i32,
+    pub eos_token_id: i32,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    pub num_parameters: u64,
+    pub weight_bytes: u64,
+}
+
+impl flamingo_device_info {
+    /// All zero, with `struct_size` set to `size_of::<Self>()`.
+    pub fn new() -> Self {
+        // SAFETY: every field is an integer or an array of integers.
+        let mut d: Self = unsafe { core::mem::zeroed() };
+        d.struct_size = core::mem::size_of::<Self>() as u32;
+        d
+    }
+}
+
+impl Default for flamingo_device_info {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for flamingo_model_info {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl flamingo_model_info {
+    /// All zero, with `struct_size` set to `size_of::<Self>()`.
+    pub fn new() -> Self {
+        // SAFETY: every field is an integer, a float or an array of them.
+        let mut i: Self = unsafe { core::mem::zeroed() };
+        i.struct_size = core::mem::size_of::<Self>() as u32;
+        i
+    }
+}
+
+unsafe extern "C" {
+    pub fn flamingo_version() -> *const c_char;
+    pub fn flamingo_abi_version() -> u32;
+
+    pub fn flamingo_status_string(status: flamingo_status) -> *const c_char;
+    pub fn flamingo_last_error() -> *const c_char;
+
+    pub fn flamingo_log_set(callback: flamingo_log_callback, user_data: *mut c_void);
+    pub fn flamingo_log_set_level(level: flamingo_log_level);
+
+    pub fn flamingo_device_count(out_count: *mut usize) -> flamingo_status;
+    pub fn flamingo_device_get_info(index: usize, out: *mut flamingo_device_info) -> flamingo_status;
+
+    pub fn flamingo_model_default_params(params: *mut flamingo_model_params, struct_size: usize) -> flamingo_status;
+    pub fn flamingo_model_load(
+        path: *const c_char,
+        params: *const flamingo_model_params,
+        out_model: *mut *mut flamingo_model,
+    ) -> flamingo_status;
+    pub fn flamingo_model_free(model: *mut flamingo_model);
+    pub fn flamingo_model_get_info(model: *const flamingo_model, out: *mut flamingo_model_info) -> flamingo_status;
+}
