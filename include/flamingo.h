@@ -252,11 +252,148 @@ typedef struct flamingo_model_info {
     /* totals */
     uint64_t num_parameters;       /* number of stored weight elements */
     uint64_t weight_bytes;         /* bytes of stored weights */
+    uint32_t visual_dim;           /* width of one visual token (resampler dim) */
 } flamingo_model_info;
 
 /* Describes `model` into `*out`, whose struct_size the caller sets.
  * Errors: INVALID_ARGUMENT (NULL or struct_size too small). Thread-safe. */
 flamingo_status flamingo_model_get_info(const flamingo_model *model, flamingo_model_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Images and visual tokens                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Encodes images into visual tokens (vision encoder + Perceiver Resampler).
+ * `pixels` holds n_images preprocessed images as float32, planar
+ * [n_images][3][image_size][image_size] (image_size from flamingo_model_info,
+ * CLIP mean/std normalisation already applied). `out` receives
+ * [n_images][num_latents][visual_dim] floats; `out_count` is its capacity in
+ * floats. Hosts may cache the result and hand it to flamingo_session_set_media
+ * instead of pixels. Errors: INVALID_ARGUMENT (NULL pointer, n_images 0, a
+ * non-finite pixel), BUFFER_TOO_SMALL. Thread-safe: the model is read only. */
+flamingo_status flamingo_model_encode_images(const flamingo_model *model, const float *pixels,
+                                             size_t n_images, float *out, size_t out_count);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions: one token sequence with its KV cache and media                 */
+/* ------------------------------------------------------------------------ */
+
+/* A session evaluates one sequence: its self-attention KV cache, its media
+ * (visual tokens) and the logits of its last position. A session is used by
+ * one thread at a time; different sessions of one model may run on
+ * different threads concurrently. */
+typedef struct flamingo_session flamingo_session;
+
+typedef struct flamingo_session_params {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_session_params) */
+    uint32_t n_ctx;                /* maximum tokens; 0 = the model's max_seq_len */
+} flamingo_session_params;
+
+/* Fills `*params` with defaults and stores struct_size. Errors as
+ * flamingo_model_default_params. Thread-safe. */
+flamingo_status flamingo_session_default_params(flamingo_session_params *params, size_t struct_size);
+
+/* Creates an empty session on `model` (`params` may be NULL for defaults).
+ * The session keeps the model's weights alive, so the model handle may be
+ * freed before the session. Errors: INVALID_ARGUMENT (NULL model or
+ * out_session, bad struct_size, n_ctx above max_seq_len), OUT_OF_MEMORY.
+ * Thread-safe. */
+flamingo_status flamingo_session_init(flamingo_model *model, const flamingo_session_params *params,
+                                      flamingo_session **out_session);
+
+/* Releases a session. NULL is a no-op. */
+void flamingo_session_free(flamingo_session *session);
+
+/* Creates an independent copy of `session` (tokens, KV cache, media, last
+ * logits), e.g. to explore several continuations. The caller frees it.
+ * Errors: INVALID_ARGUMENT, OUT_OF_MEMORY. */
+flamingo_status flamingo_session_copy(const flamingo_session *session, flamingo_session **out_copy);
+
+/* Sets the media the text attends to from visual tokens
+ * [n_media][num_latents][visual_dim] (as written by
+ * flamingo_model_encode_images); the data is copied. The k-th <image> token
+ * of the sequence refers to media k-1. n_media 0 removes the media (then
+ * cross-attention contributes nothing). Errors: INVALID_ARGUMENT. */
+flamingo_status flamingo_session_set_media(flamingo_session *session, const float *visual_tokens,
+                                           size_t n_media);
+
+/* Encodes `pixels` (as flamingo_model_encode_images) and sets them as the
+ * session's media. Errors: INVALID_ARGUMENT. */
+flamingo_status flamingo_session_set_images(flamingo_session *session, const float *pixels, size_t n_images);
+
+/* flamingo_session_eval flags */
+#define FLAMINGO_EVAL_ALL_LOGITS 1u /* return logits of every new token, not only the last */
+
+/* Appends `n_tokens` token ids to the sequence and evaluates them over the
+ * KV cache. `logits` receives the last position's logits (vocab_size floats)
+ * or, with FLAMINGO_EVAL_ALL_LOGITS, n_tokens × vocab_size floats; it may be
+ * NULL (with logits_count 0) to only extend the cache. Each text token
+ * attends to the media of the latest <image> token at or before it.
+ * Errors: INVALID_ARGUMENT (NULL tokens, n_tokens 0, an id outside the
+ * vocabulary, context full; the session is unchanged), BUFFER_TOO_SMALL. */
+flamingo_status flamingo_session_eval(flamingo_session *session, const int32_t *tokens, size_t n_tokens,
+                                      uint32_t flags, float *logits, size_t logits_count);
+
+/* The number of tokens in the sequence. Errors: INVALID_ARGUMENT. */
+flamingo_status flamingo_session_length(const flamingo_session *session, size_t *out_length);
+
+/* Rolls the sequence back to its first `length` tokens (media is kept);
+ * generation then needs a new evaluation. Errors: INVALID_ARGUMENT (length
+ * greater than the current length). */
+flamingo_status flamingo_session_truncate(flamingo_session *session, size_t length);
+
+/* ------------------------------------------------------------------------ */
+/* Generation                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Called with every generated token (greedy and sampling: as soon as it is
+ * chosen; beam search: the final tokens in order). Return 0 to continue,
+ * non-zero to stop generation early (reason FLAMINGO_STOP_CANCELLED). Runs
+ * on the calling thread. */
+typedef int32_t (*flamingo_token_callback)(int32_t token, void *user_data);
+
+typedef struct flamingo_generate_params {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_generate_params) */
+    uint32_t max_new_tokens;       /* default 20 */
+    uint32_t min_new_tokens;       /* stop tokens are banned before this many (default 0) */
+    uint32_t do_sample;            /* 0: greedy / beam search (default); 1: sample */
+    float temperature;             /* sampling temperature, > 0 (default 1) */
+    uint32_t top_k;                /* keep the k most likely tokens; 0 = off (default) */
+    float top_p;                   /* nucleus sampling mass in (0, 1]; 1 = off (default) */
+    uint32_t num_beams;            /* beam search when > 1 (default 1) */
+    float length_penalty;          /* beam score = sum log p / length^penalty (default 1) */
+    uint32_t early_stopping;       /* beam search stops once num_beams are finished (default 0) */
+    uint32_t no_repeat_ngram_size; /* ban repeating n-grams of this size; 0 = off (default) */
+    float repetition_penalty;      /* > 1 discourages repeated tokens; 1 = off (default) */
+    uint32_t stop_at_endofchunk;   /* stop after <|endofchunk|> (default 1) */
+    uint32_t stop_at_eos;          /* stop after the model's EOS token (default 1) */
+    uint64_t seed;                 /* sampling seed (default 0) */
+    flamingo_token_callback callback; /* optional (default NULL) */
+    void *callback_user_data;
+} flamingo_generate_params;
+
+typedef int32_t flamingo_stop_reason;
+enum {
+    FLAMINGO_STOP_MAX_TOKENS = 0,  /* max_new_tokens reached */
+    FLAMINGO_STOP_TOKEN = 1,       /* a stop token was generated (it is included) */
+    FLAMINGO_STOP_CANCELLED = 2    /* the callback asked to stop */
+};
+
+/* Fills `*params` with defaults and stores struct_size. Errors as
+ * flamingo_model_default_params. Thread-safe. */
+flamingo_status flamingo_generate_default_params(flamingo_generate_params *params, size_t struct_size);
+
+/* Generates a continuation of the evaluated sequence in `session` (a prompt
+ * must have been evaluated). `params` may be NULL for defaults. The new
+ * tokens go to `out_tokens` (capacity entries, at least max_new_tokens),
+ * their number to `*out_count`, and why generation stopped to `*out_reason`
+ * (may be NULL). Afterwards the session holds the prompt plus the returned
+ * tokens. Errors: INVALID_ARGUMENT (NULL pointers, nothing evaluated, bad
+ * parameter values, context too small for max_new_tokens), BUFFER_TOO_SMALL;
+ * the session is unchanged on error. */
+flamingo_status flamingo_session_generate(flamingo_session *session, const flamingo_generate_params *params,
+                                          int32_t *out_tokens, size_t capacity, size_t *out_count,
+                                          flamingo_stop_reason *out_reason);
 
 #ifdef __cplusplus
 }

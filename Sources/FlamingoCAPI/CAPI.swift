@@ -98,6 +98,8 @@ enum V1Size {
     static let deviceInfo = MemoryLayout<flamingo_device_info>.size
     static let modelParams = MemoryLayout<flamingo_model_params>.size
     static let modelInfo = MemoryLayout<flamingo_model_info>.size
+    static let sessionParams = MemoryLayout<flamingo_session_params>.size
+    static let generateParams = MemoryLayout<flamingo_generate_params>.size
 }
 
 /// Copies a Swift string into a fixed C char array, truncating at a UTF-8
@@ -151,25 +153,53 @@ public func capiDeviceGetInfo(_ index: Int, _ out: UnsafeMutableRawPointer?) -> 
 
 // MARK: - Models
 
-/// What a flamingo_model* points to.
+/// What a flamingo_model* points to: the validated files and the model
+/// graph built over them.
 final class ModelHandle {
     let model: Model
+    let flamingo: Flamingo
     let params: flamingo_model_params
-    init(model: Model, params: flamingo_model_params) { self.model = model; self.params = params }
-}
-
-/// Live handles, so that a stale or foreign pointer is rejected instead of
-/// dereferenced.
-let liveModels = Mutex(Set<UnsafeMutableRawPointer>())
-
-func handle(_ p: OpaquePointer?) throws -> ModelHandle {
-    guard let p else { throw FlamingoError.invalidArgument("model is NULL") }
-    let raw = UnsafeMutableRawPointer(p)
-    guard liveModels.withLock({ $0.contains(raw) }) else {
-        throw FlamingoError.invalidArgument("model is not a live flamingo_model (already freed?)")
+    init(model: Model, params: flamingo_model_params) throws {
+        self.model = model
+        self.flamingo = try Flamingo(model)
+        self.params = params
     }
-    return Unmanaged<ModelHandle>.fromOpaque(raw).takeUnretainedValue()
 }
+
+/// Live handles of one kind, so that a stale or foreign pointer is rejected
+/// instead of dereferenced.
+final class HandleRegistry<T: AnyObject>: @unchecked Sendable {
+    private let live = Mutex(Set<UnsafeMutableRawPointer>())
+    let name: String
+    init(_ name: String) { self.name = name }
+
+    func register(_ object: T) -> OpaquePointer {
+        let raw = Unmanaged.passRetained(object).toOpaque()
+        live.withLock { _ = $0.insert(raw) }
+        return OpaquePointer(raw)
+    }
+
+    func get(_ p: OpaquePointer?) throws -> T {
+        guard let p else { throw FlamingoError.invalidArgument("\(name) is NULL") }
+        let raw = UnsafeMutableRawPointer(p)
+        guard live.withLock({ $0.contains(raw) }) else {
+            throw FlamingoError.invalidArgument("\(name) is not a live \(name) handle (already freed?)")
+        }
+        return Unmanaged<T>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    func release(_ p: OpaquePointer?) {
+        guard let p else { return }
+        let raw = UnsafeMutableRawPointer(p)
+        guard live.withLock({ $0.remove(raw) != nil }) else {
+            Log.warn("ignoring free of a pointer that is not a live \(name) (double free?)")
+            return
+        }
+        Unmanaged<T>.fromOpaque(raw).release()
+    }
+}
+
+let models = HandleRegistry<ModelHandle>("flamingo_model")
 
 func defaultModelParams() -> flamingo_model_params {
     var p = flamingo_model_params()
@@ -180,15 +210,33 @@ func defaultModelParams() -> flamingo_model_params {
     return p
 }
 
+/// Writes `defaults` into a caller struct of `structSize` bytes and stores
+/// that size in its struct_size field.
+func fillDefaults<T>(_ params: UnsafeMutableRawPointer?, _ structSize: Int, _ defaults: T, _ name: String) throws {
+    guard let params else { throw FlamingoError.invalidArgument("params is NULL") }
+    let minSize = MemoryLayout<T>.size
+    guard structSize >= minSize && structSize <= Int(UInt32.max) else {
+        throw FlamingoError.invalidArgument("struct_size \(structSize) is smaller than \(name) (\(minSize)) or too large")
+    }
+    params.storeBytes(of: UInt32(structSize), as: UInt32.self)
+    writeSized(defaults, to: params, size: structSize)
+}
+
+/// Reads a caller struct (or NULL) over the defaults.
+func readParams<T>(_ params: UnsafeRawPointer?, _ defaults: T, _ name: String) throws -> T {
+    var p = defaults
+    guard params != nil else { return p }
+    let (src, size) = try checkedSize(params, MemoryLayout<T>.size, name)
+    withUnsafeMutableBytes(of: &p) { dst in
+        dst.baseAddress!.copyMemory(from: src, byteCount: min(size, dst.count))
+    }
+    return p
+}
+
 @c(flamingo_model_default_params)
 public func capiModelDefaultParams(_ params: UnsafeMutableRawPointer?, _ structSize: Int) -> Int32 {
     capi("flamingo_model_default_params") {
-        guard let params else { throw FlamingoError.invalidArgument("params is NULL") }
-        guard structSize >= V1Size.modelParams && structSize <= Int(UInt32.max) else {
-            throw FlamingoError.invalidArgument("struct_size \(structSize) is smaller than flamingo_model_params (\(V1Size.modelParams))")
-        }
-        params.storeBytes(of: UInt32(structSize), as: UInt32.self)
-        writeSized(defaultModelParams(), to: params, size: structSize)
+        try fillDefaults(params, structSize, defaultModelParams(), "flamingo_model_params")
     }
 }
 
@@ -198,13 +246,7 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
     capi("flamingo_model_load") {
         guard let path else { throw FlamingoError.invalidArgument("path is NULL") }
         guard let out else { throw FlamingoError.invalidArgument("out_model is NULL") }
-        var p = defaultModelParams()
-        if params != nil {
-            let (src, size) = try checkedSize(params, V1Size.modelParams, "params")
-            withUnsafeMutableBytes(of: &p) { dst in
-                dst.baseAddress!.copyMemory(from: src, byteCount: min(size, dst.count))
-            }
-        }
+        let p = try readParams(params, defaultModelParams(), "params")
         let devices = Devices.all()
         switch Int(p.backend) {
         case FLAMINGO_BACKEND_CPU:
@@ -217,28 +259,18 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
             throw FlamingoError.invalidArgument("unknown backend \(p.backend)")
         }
         guard let dir = String(validatingCString: path) else { throw FlamingoError.invalidArgument("path is not valid UTF-8") }
-        let model = try Model(directory: dir)
-        let raw = Unmanaged.passRetained(ModelHandle(model: model, params: p)).toOpaque()
-        liveModels.withLock { _ = $0.insert(raw) }
-        out.pointee = OpaquePointer(raw)
+        let handle = try ModelHandle(model: try Model(directory: dir), params: p)
+        out.pointee = models.register(handle)
     }
 }
 
 @c(flamingo_model_free)
-public func capiModelFree(_ model: OpaquePointer?) {
-    guard let model else { return }
-    let raw = UnsafeMutableRawPointer(model)
-    guard liveModels.withLock({ $0.remove(raw) != nil }) else {
-        Log.warn("flamingo_model_free: ignoring a pointer that is not a live model (double free?)")
-        return
-    }
-    Unmanaged<ModelHandle>.fromOpaque(raw).release()
-}
+public func capiModelFree(_ model: OpaquePointer?) { models.release(model) }
 
 @c(flamingo_model_get_info)
 public func capiModelGetInfo(_ model: OpaquePointer?, _ out: UnsafeMutableRawPointer?) -> Int32 {
     capi("flamingo_model_get_info") {
-        let h = try handle(model)
+        let h = try models.get(model)
         let (_, size) = try checkedSize(out, V1Size.modelInfo, "out")
         let c = h.model.config
         let lm = c.languageModel
@@ -273,6 +305,7 @@ public func capiModelGetInfo(_ model: OpaquePointer?, _ out: UnsafeMutableRawPoi
         info.image_std = (c.preprocess.std[0], c.preprocess.std[1], c.preprocess.std[2])
         info.num_parameters = UInt64(h.model.parameterCount)
         info.weight_bytes = UInt64(h.model.weightBytes)
+        info.visual_dim = UInt32(c.resampler.dim)
         writeSized(info, to: out!, size: size)
     }
 }

@@ -28,7 +28,13 @@ public enum Generator {
             throw FlamingoError.invalidArgument("prompt of \(seq.length) tokens plus max_new_tokens \(c.maxNewTokens) exceeds the context of \(seq.cache.capacity)")
         }
         if c.maxNewTokens == 0 { return Result(tokens: [], stopReason: .maxTokens) }
-        return c.numBeams > 1 ? try beamSearch(seq, c, onToken) : try sampleOrGreedy(seq, c, onToken)
+        let (length, logits) = (seq.length, seq.lastLogits)
+        do {
+            return c.numBeams > 1 ? try beamSearch(seq, c, onToken) : try sampleOrGreedy(seq, c, onToken)
+        } catch {
+            seq.restore(length: length, lastLogits: logits)
+            throw error
+        }
     }
 
     static func sampleOrGreedy(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {

@@ -82,8 +82,14 @@ public final class Sequence {
 
     public var length: Int { cache.length }
 
-    /// Sets the visual tokens [count · latents, dim] the text attends to.
-    public func setMedia(_ visual: UnsafePointer<Float>, count: Int) {
+    /// Sets the visual tokens [count · latents, dim] the text attends to
+    /// (nil or 0 removes the media).
+    public func setMedia(_ visual: UnsafePointer<Float>?, count: Int) {
+        guard let visual, count > 0 else {
+            mediaCount = 0
+            mediaKV = flamingo.crossAttention.map { _ in nil }
+            return
+        }
         mediaCount = count
         let tokens = count * flamingo.latentsPerMedia
         mediaKV = flamingo.crossAttention.map { $0?.mediaKV(visual, tokens: tokens) }
@@ -132,6 +138,13 @@ public final class Sequence {
         observe?("hidden.final", first, outRows)
         lastLogits = Array(UnsafeBufferPointer(start: logits.p + (outRows - 1) * lmc.vocabSize, count: lmc.vocabSize))
         return logits
+    }
+
+    /// Returns to an earlier state of this sequence (its length and the
+    /// logits it had then): used to undo a failed generation.
+    func restore(length n: Int, lastLogits logits: [Float]) {
+        truncate(to: n)
+        lastLogits = logits
     }
 
     /// Forgets every token from position `n` on (keeps the media).

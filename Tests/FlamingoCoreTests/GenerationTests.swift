@@ -1,0 +1,90 @@
+import XCTest
+@testable import FlamingoCore
+
+final class GenerationTests: XCTestCase {
+    /// A fixture's prompt evaluated with its images, ready to generate.
+    func prompt(_ name: String) throws -> (Sequence, ReferenceTests.Fixture) {
+        let f = try ReferenceTests.Fixture(name)
+        let flamingo = try Flamingo(f.model)
+        let pixels = try f.r("input.pixels")
+        let pix = Buffer(pixels.floats())
+        let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+        let seq = flamingo.makeSequence()
+        seq.setMedia(visual.p, count: pixels.shape[1])
+        let ids = try f.r("input.input_ids")
+        _ = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) })
+        return (seq, f)
+    }
+
+    func testGreedyMatchesReference() throws {
+        for name in FixtureTests.models {
+            let (seq, f) = try prompt(name)
+            let start = seq.length
+            var c = GenerationConfig()
+            c.maxNewTokens = 8
+            c.stopTokens = [f.model.config.tokens.endOfChunk]
+            var streamed: [Int] = []
+            let r = try Generator.generate(seq, config: c) { streamed.append($0); return true }
+            let want = try f.r("greedy.ids")
+            XCTAssertEqual(r.tokens, (0..<want.count).map { want.int(at: $0) }, name)
+            XCTAssertEqual(streamed, r.tokens)
+            XCTAssertEqual(r.stopReason, .maxTokens)
+            XCTAssertEqual(seq.length, start + r.tokens.count, "the session holds prompt + generated tokens")
+        }
+    }
+
+    func testCallbackCancels() throws {
+        let (seq, _) = try prompt("mpt_tiny")
+        var c = GenerationConfig()
+        c.maxNewTokens = 8
+        let r = try Generator.generate(seq, config: c) { _ in false }
+        XCTAssertEqual(r.tokens.count, 1)
+        XCTAssertEqual(r.stopReason, .cancelled)
+    }
+
+    func testSamplingIsReproducibleAndRespectsTopK() throws {
+        let (seq, _) = try prompt("llama_tiny")
+        var c = GenerationConfig()
+        c.maxNewTokens = 6
+        c.doSample = true
+        c.seed = 7
+        c.temperature = 0.8
+        let base = seq.copy()
+        let a = try Generator.generate(seq, config: c).tokens
+        let b = try Generator.generate(base.copy(), config: c).tokens
+        XCTAssertEqual(a, b, "same seed, same tokens")
+        // top_k = 1 is greedy.
+        c.topK = 1
+        var g = GenerationConfig()
+        g.maxNewTokens = 6
+        XCTAssertEqual(try Generator.generate(base.copy(), config: c).tokens, try Generator.generate(base.copy(), config: g).tokens)
+    }
+
+    func testProcessors() {
+        XCTAssertEqual(LogitsProcessing.bannedByNgrams([1, 2, 3, 1, 2], n: 3), [3])
+        XCTAssertEqual(LogitsProcessing.bannedByNgrams([1, 2, 3, 1], n: 2), [2])
+        var s: [Float] = [2, -2, 1, 0]
+        var c = GenerationConfig()
+        c.repetitionPenalty = 2
+        LogitsProcessing.process(&s, sequence: [0, 1], generated: 0, config: c)
+        XCTAssertEqual(s, [1, -4, 1, 0])
+        var t: [Float] = [1, 2, 3, 4]
+        c = GenerationConfig()
+        c.topP = 0.5
+        LogitsProcessing.warp(&t, config: c)
+        // Ascending cumulative mass 0.03, 0.12, 0.36 ≤ 1 − 0.5: only the top token stays.
+        XCTAssertEqual(t.filter { $0 > -.infinity }, [4])
+    }
+
+    func testBadConfigIsAnErrorAndLeavesTheSessionAlone() throws {
+        let (seq, _) = try prompt("mpt_tiny")
+        let length = seq.length
+        for edit in [{ (c: inout GenerationConfig) in c.temperature = 0 }, { $0.topP = 0 }, { $0.numBeams = 0 },
+                     { $0.maxNewTokens = 100_000 }, { $0.stopTokens = [-1] }] {
+            var c = GenerationConfig()
+            edit(&c)
+            XCTAssertThrowsError(try Generator.generate(seq, config: c))
+            XCTAssertEqual(seq.length, length)
+        }
+    }
+}
