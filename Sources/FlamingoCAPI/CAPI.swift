@@ -93,13 +93,13 @@ func checkedSize(_ p: UnsafeRawPointer?, _ minSize: Int, _ what: String) throws 
     return (p, size)
 }
 
-/// Sizes of the first published version of each struct (ABI 1).
+/// Sizes of the first published version of each struct (ABI 1): callers
+/// built against it keep working when a struct grows at the end.
 enum V1Size {
     static let deviceInfo = MemoryLayout<flamingo_device_info>.size
     static let modelParams = MemoryLayout<flamingo_model_params>.size
-    static let modelInfo = MemoryLayout<flamingo_model_info>.size
-    static let sessionParams = MemoryLayout<flamingo_session_params>.size
-    static let generateParams = MemoryLayout<flamingo_generate_params>.size
+    /// Version 1 ended before `visual_dim`.
+    static let modelInfo = MemoryLayout<flamingo_model_info>.offset(of: \flamingo_model_info.visual_dim)!
 }
 
 /// Copies a Swift string into a fixed C char array, truncating at a UTF-8

@@ -36,7 +36,7 @@ typedef struct fsup_image {
     uint8_t *pixels;    /* width*height*channels bytes */
     uint8_t *exif;      /* Exif payload as Pillow's info["exif"], or NULL */
     size_t exif_size;
-    uint8_t *xmp;       /* JPEG XMP packet as Pillow's info["xmp"], or NULL */
+    uint8_t *xmp;       /* XMP packet (JPEG APP1, PNG "XML:com.adobe.xmp" text), or NULL */
     size_t xmp_size;
     int32_t width;
     int32_t height;

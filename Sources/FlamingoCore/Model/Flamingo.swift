@@ -54,6 +54,8 @@ public final class Flamingo: @unchecked Sendable {
 public final class Sequence {
     public let flamingo: Flamingo
     let cache: KVCache
+    private let workspace = Workspace()
+    private var hidden = Buffer(0)
     public private(set) var tokens: [Int] = []
     private var mediaKV: [GatedCrossAttention.MediaKV?] = []
     public private(set) var mediaCount = 0
@@ -112,22 +114,20 @@ public final class Sequence {
         let all = tokens + newTokens
         let textTime = Array(GatedCrossAttention.textTime(tokens: all, imageToken: c.tokens.image,
                                                           semantics: c.crossAttention.mediaSemantics)[start...])
-        let x = Buffer(rows * d)
+        if hidden.count < rows * d { hidden = Buffer(rows * d) }
+        let x = hidden
         flamingo.lm.embed(newTokens, into: x.p)
         observe?("hidden.embed", x.p, rows)
         for (i, layer) in flamingo.lm.layers.enumerated() {
             if let block = flamingo.crossAttention[i] {
-                if let kv = mediaKV[i] {
-                    block(x.p, rows: rows, textTime: textTime, media: kv)
-                } else {
-                    // No media: cross-attention contributes exactly zero, the
-                    // gated feed-forward still applies (spec/30 §1).
-                    let empty = block.mediaKV(x.p, tokens: 0)
-                    block(x.p, rows: rows, textTime: [Int](repeating: 0, count: rows), media: empty)
-                }
+                // Without media the attention part is zero; the gated
+                // feed-forward still applies (spec/30 §1).
+                workspace.reset()
+                block(x.p, rows: rows, textTime: textTime, media: mediaKV[i], ws: workspace)
                 observe?("xattn.\(i)", x.p, rows)
             }
-            layer(x.p, rows: rows, start: start, layer: i, cache: cache)
+            workspace.reset()
+            layer(x.p, rows: rows, start: start, layer: i, cache: cache, ws: workspace)
             observe?("hidden.\(i)", x.p, rows)
         }
         tokens = all

@@ -85,40 +85,41 @@ public final class GatedCrossAttention {
     /// rows of hidden size D. `textTime[i]` is the 1-based index of the media
     /// row i attends to (0: none, the output is exactly zero; beyond the
     /// media count: uniform over all visual tokens, as the reference).
-    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, textTime: [Int], media: MediaKV) {
+    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, textTime: [Int], media: MediaKV?,
+                               ws: Workspace) {
         let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia
-        let numMedia = media.tokens / n, eps = Self.eps
-        let h = Buffer(rows * max(d, inner)), q = Buffer(rows * inner), o = Buffer(rows * inner)
-        let scores = Buffer(media.tokens), allMasked = [Bool](repeating: false, count: media.tokens)
-        layerNorm(x, rows: rows, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: h.p)
-        linear(h.p, m: rows, toQ, into: q.p)
+        let tokens = media?.tokens ?? 0, numMedia = tokens / n, eps = Self.eps
+        let h = ws.take(rows * max(d, inner)), q = ws.take(rows * inner), o = ws.take(rows * inner)
+        let scores = ws.take(tokens)
+        layerNorm(x, rows: rows, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: h)
+        linear(h, m: rows, toQ, into: q)
         for i in 0..<rows {
             let t = textTime[i]
-            guard t > 0 else { continue }  // o stays zero
+            // Without media, or before the first image, o stays zero: the
+            // reference zeroes the attention row (spec/30 §1 step 8).
+            guard t > 0, let media else { continue }
             for head in 0..<c.heads {
                 let k = media.kv.p + head * c.dimHead
-                let args = (q: q.p + i * inner + head * c.dimHead, out: o.p + i * inner + head * c.dimHead)
+                let args = (q: q + i * inner + head * c.dimHead, out: o + i * inner + head * c.dimHead)
                 if t <= numMedia {
                     attendRow(q: args.q, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
                               keys: ((t - 1) * n)..<(t * n), scale: 1 / Float(c.dimHead).squareRoot(),
-                              scores: scores.p, out: args.out)
+                              scores: scores, out: args.out)
                 } else {
-                    allMasked.withUnsafeBufferPointer { valid in
-                        attendRow(q: args.q, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
-                                  keys: 0..<media.tokens, scale: 1, keyValid: valid.baseAddress,
-                                  scores: scores.p, out: args.out)
-                    }
+                    // Every key masked alike: the softmax is uniform (spec/30 §2).
+                    let w = 1 / Float(tokens)
+                    for j in 0..<tokens { axpy(w, k + inner + j * 2 * inner, into: args.out, count: c.dimHead) }
                 }
             }
         }
-        linear(o.p, m: rows, toOut, into: h.p)
-        axpy(attnGate, h.p, into: x, count: rows * d)
-        let f = Buffer(rows * ff1.rows)
-        layerNorm(x, rows: rows, dim: d, weight: ffNorm.weight, bias: ffNorm.bias, eps: eps, into: h.p)
-        linear(h.p, m: rows, ff1, into: f.p)
-        gelu(f.p, count: f.count)
-        linear(f.p, m: rows, ff2, into: h.p)
-        axpy(ffGate, h.p, into: x, count: rows * d)
+        linear(o, m: rows, toOut, into: h)
+        axpy(attnGate, h, into: x, count: rows * d)
+        let f = ws.take(rows * ff1.rows)
+        layerNorm(x, rows: rows, dim: d, weight: ffNorm.weight, bias: ffNorm.bias, eps: eps, into: h)
+        linear(h, m: rows, ff1, into: f)
+        gelu(f, count: rows * ff1.rows)
+        linear(f, m: rows, ff2, into: h)
+        axpy(ffGate, h, into: x, count: rows * d)
     }
 
     /// text_time for a token sequence (spec/30 §2): normal mode counts the

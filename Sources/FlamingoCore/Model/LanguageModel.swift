@@ -86,15 +86,15 @@ public struct LanguageModelConfig: Equatable, Sendable {
 /// One frozen decoder layer of some LM family. It appends its keys and
 /// values for the new rows to `cache` and updates `x` [rows, D] in place.
 protocol DecoderLayer {
-    func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache)
+    func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace)
 }
 
 /// Causal self-attention of `rows` new queries (positions start…) over the
 /// cache, for every head; grouped-query heads share K/V.
 func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache,
                          heads: Int, kvHeads: Int, headDim hd: Int, alibiSlopes: [Float]? = nil,
-                         into o: UnsafeMutablePointer<Float>) {
-    let scores = Buffer(start + rows)
+                         ws: Workspace, into o: UnsafeMutablePointer<Float>) {
+    let scores = ws.take(start + rows)
     let group = heads / kvHeads, kw = cache.width
     cache.valid.withUnsafeBufferPointer { valid in
         for i in 0..<rows {
@@ -104,7 +104,7 @@ func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: 
                 attendRow(q: q + i * heads * hd + h * hd, k: cache.keys[layer].p + kvOff, v: cache.values[layer].p + kvOff,
                           stride: kw, headDim: hd, keys: 0..<(pos + 1), scale: 1 / Float(hd).squareRoot(),
                           alibiSlope: alibiSlopes?[h] ?? 0, queryPos: pos, keyValid: valid.baseAddress,
-                          scores: scores.p, out: o + i * heads * hd + h * hd)
+                          scores: scores, out: o + i * heads * hd + h * hd)
             }
         }
     }

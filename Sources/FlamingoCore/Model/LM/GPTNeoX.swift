@@ -37,34 +37,34 @@ extension GPTNeoX {
             down = try model.layer(b + ".mlp.dense_4h_to_h")
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache) {
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
             let d = c.hiddenSize, hd = c.headDim, eps = c.normEps
-            let h = Buffer(rows * d), mixed = Buffer(rows * 3 * d), q = Buffer(rows * d), o = Buffer(rows * d)
-            layerNorm(x, rows: rows, dim: d, weight: lnIn.weight, bias: lnIn.bias, eps: eps, into: h.p)
-            linear(h.p, m: rows, qkv.weight, bias: qkv.bias, into: mixed.p)
+            let h = ws.take(rows * d), mixed = ws.take(rows * 3 * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            layerNorm(x, rows: rows, dim: d, weight: lnIn.weight, bias: lnIn.bias, eps: eps, into: h)
+            linear(h, m: rows, qkv.weight, bias: qkv.bias, into: mixed)
             // Per-head interleaved [heads, (q, k, v), headDim].
             let k = cache.keys[layer].p + start * d, v = cache.values[layer].p + start * d
             for r in 0..<rows { for head in 0..<c.heads {
-                let src = mixed.p + r * 3 * d + head * 3 * hd, dst = r * d + head * hd
-                (q.p + dst).update(from: src, count: hd)
+                let src = mixed + r * 3 * d + head * 3 * hd, dst = r * d + head * hd
+                (q + dst).update(from: src, count: hd)
                 (k + dst).update(from: src + hd, count: hd)
                 (v + dst).update(from: src + 2 * hd, count: hd)
             } }
             let rot = Int(Float(hd) * c.rotaryPct)
-            applyRotary(q.p, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
+            applyRotary(q, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
             applyRotary(k, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
-            causalSelfAttention(q: q.p, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.heads, headDim: hd, into: o.p)
-            let attnOut = Buffer(rows * d)
-            linear(o.p, m: rows, dense.weight, bias: dense.bias, into: attnOut.p)
-            if !c.parallelResidual { add(attnOut.p, into: x, count: rows * d) }
-            layerNorm(x, rows: rows, dim: d, weight: lnPost.weight, bias: lnPost.bias, eps: eps, into: h.p)
-            let f = Buffer(rows * c.intermediateSize)
-            linear(h.p, m: rows, up.weight, bias: up.bias, into: f.p)
-            gelu(f.p, count: f.count)
-            linear(f.p, m: rows, down.weight, bias: down.bias, into: h.p)
-            add(h.p, into: x, count: rows * d)
-            if c.parallelResidual { add(attnOut.p, into: x, count: rows * d) }
+            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
+                                kvHeads: c.heads, headDim: hd, ws: ws, into: o)
+            let attnOut = ws.take(rows * d)
+            linear(o, m: rows, dense.weight, bias: dense.bias, into: attnOut)
+            if !c.parallelResidual { add(attnOut, into: x, count: rows * d) }
+            layerNorm(x, rows: rows, dim: d, weight: lnPost.weight, bias: lnPost.bias, eps: eps, into: h)
+            let f = ws.take(rows * c.intermediateSize)
+            linear(h, m: rows, up.weight, bias: up.bias, into: f)
+            gelu(f, count: rows * c.intermediateSize)
+            linear(f, m: rows, down.weight, bias: down.bias, into: h)
+            add(h, into: x, count: rows * d)
+            if c.parallelResidual { add(attnOut, into: x, count: rows * d) }
         }
     }
 }

@@ -42,27 +42,27 @@ extension LLaMA {
             down = try model.matrix(b + ".mlp.down_proj.weight")
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache) {
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
             let d = c.hiddenSize, hd = c.headDim, kw = cache.width
-            let h = Buffer(rows * d), q = Buffer(rows * d), o = Buffer(rows * d)
-            rmsNorm(x, rows: rows, dim: d, weight: norm1, eps: c.normEps, into: h.p)
-            linear(h.p, m: rows, wq, into: q.p)
+            let h = ws.take(rows * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            rmsNorm(x, rows: rows, dim: d, weight: norm1, eps: c.normEps, into: h)
+            linear(h, m: rows, wq, into: q)
             let k = cache.keys[layer].p + start * kw, v = cache.values[layer].p + start * kw
-            linear(h.p, m: rows, wk, into: k)
-            linear(h.p, m: rows, wv, into: v)
-            applyRotary(q.p, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: hd, theta: c.ropeTheta)
+            linear(h, m: rows, wk, into: k)
+            linear(h, m: rows, wv, into: v)
+            applyRotary(q, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: hd, theta: c.ropeTheta)
             applyRotary(k, rows: rows, start: start, cache: cache, heads: c.kvHeads, headDim: hd, dims: hd, theta: c.ropeTheta)
-            causalSelfAttention(q: q.p, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.kvHeads, headDim: hd, into: o.p)
-            linear(o.p, m: rows, wo, into: h.p)
-            add(h.p, into: x, count: rows * d)
-            rmsNorm(x, rows: rows, dim: d, weight: norm2, eps: c.normEps, into: h.p)
-            let g = Buffer(rows * c.intermediateSize), u = Buffer(rows * c.intermediateSize)
-            linear(h.p, m: rows, gate, into: g.p)
-            linear(h.p, m: rows, up, into: u.p)
-            swiGLU(g.p, u.p, count: g.count)
-            linear(g.p, m: rows, down, into: h.p)
-            add(h.p, into: x, count: rows * d)
+            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
+                                kvHeads: c.kvHeads, headDim: hd, ws: ws, into: o)
+            linear(o, m: rows, wo, into: h)
+            add(h, into: x, count: rows * d)
+            rmsNorm(x, rows: rows, dim: d, weight: norm2, eps: c.normEps, into: h)
+            let g = ws.take(rows * c.intermediateSize), u = ws.take(rows * c.intermediateSize)
+            linear(h, m: rows, gate, into: g)
+            linear(h, m: rows, up, into: u)
+            swiGLU(g, u, count: rows * c.intermediateSize)
+            linear(g, m: rows, down, into: h)
+            add(h, into: x, count: rows * d)
         }
     }
 }

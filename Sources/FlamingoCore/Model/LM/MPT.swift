@@ -61,32 +61,32 @@ extension MPT {
             slopes = alibiSlopes(heads: config.heads, biasMax: config.alibiBiasMax, family: config.family)
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache) {
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
             let d = c.hiddenSize, eps = c.normEps
-            let h = Buffer(rows * d), qkv = Buffer(rows * 3 * d), q = Buffer(rows * d), o = Buffer(rows * d)
-            layerNorm(x, rows: rows, dim: d, weight: norm1.weight, bias: norm1.bias, eps: eps, into: h.p)
-            linear(h.p, m: rows, wqkv, into: qkv.p)
+            let h = ws.take(rows * d), qkv = ws.take(rows * 3 * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            layerNorm(x, rows: rows, dim: d, weight: norm1.weight, bias: norm1.bias, eps: eps, into: h)
+            linear(h, m: rows, wqkv, into: qkv)
             for r in 0..<rows {
-                let src = qkv.p + r * 3 * d
-                (q.p + r * d).update(from: src, count: d)
+                let src = qkv + r * 3 * d
+                (q + r * d).update(from: src, count: d)
                 (cache.keys[layer].p + (start + r) * d).update(from: src + d, count: d)
                 (cache.values[layer].p + (start + r) * d).update(from: src + 2 * d, count: d)
             }
             if let qLN, let kLN {
-                layerNorm(q.p, rows: rows, dim: d, weight: qLN.weight, bias: qLN.bias, eps: eps, into: q.p)
+                layerNorm(q, rows: rows, dim: d, weight: qLN.weight, bias: qLN.bias, eps: eps, into: q)
                 let k = cache.keys[layer].p + start * d
                 layerNorm(k, rows: rows, dim: d, weight: kLN.weight, bias: kLN.bias, eps: eps, into: k)
             }
-            causalSelfAttention(q: q.p, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.heads, headDim: c.headDim, alibiSlopes: slopes, into: o.p)
-            linear(o.p, m: rows, outProj, into: h.p)
-            add(h.p, into: x, count: rows * d)
-            layerNorm(x, rows: rows, dim: d, weight: norm2.weight, bias: norm2.bias, eps: eps, into: h.p)
-            let f = Buffer(rows * c.intermediateSize)
-            linear(h.p, m: rows, up, into: f.p)
-            gelu(f.p, count: f.count)
-            linear(f.p, m: rows, down, into: h.p)
-            add(h.p, into: x, count: rows * d)
+            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
+                                kvHeads: c.heads, headDim: c.headDim, alibiSlopes: slopes, ws: ws, into: o)
+            linear(o, m: rows, outProj, into: h)
+            add(h, into: x, count: rows * d)
+            layerNorm(x, rows: rows, dim: d, weight: norm2.weight, bias: norm2.bias, eps: eps, into: h)
+            let f = ws.take(rows * c.intermediateSize)
+            linear(h, m: rows, up, into: f)
+            gelu(f, count: rows * c.intermediateSize)
+            linear(f, m: rows, down, into: h)
+            add(h, into: x, count: rows * d)
         }
     }
 }
