@@ -97,7 +97,6 @@ func checkedSize(_ p: UnsafeRawPointer?, _ minSize: Int, _ what: String) throws 
 /// built against it keep working when a struct grows at the end.
 enum V1Size {
     static let deviceInfo = MemoryLayout<flamingo_device_info>.size
-    static let modelParams = MemoryLayout<flamingo_model_params>.size
     /// Version 1 ended before `visual_dim`.
     static let modelInfo = MemoryLayout<flamingo_model_info>.offset(of: \flamingo_model_info.visual_dim)!
 }

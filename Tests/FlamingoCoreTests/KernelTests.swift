@@ -167,3 +167,50 @@ final class KernelTests: XCTestCase {
         } }
     }
 }
+
+extension KernelTests {
+    /// The sgemm-based block attention equals row-by-row attention for every
+    /// key selection, with grouped heads, ALiBi and invalid keys.
+    func testAttentionBlockMatchesRows() {
+        let heads = 4, kvHeads = 2, hd = 17, nq = 5, nk = 9
+        let qStride = heads * hd + 3, kvStride = kvHeads * hd + 5, outStride = heads * hd + 1
+        let q = random(nq * qStride), k = random(nk * kvStride), v = random(nk * kvStride)
+        let valid = (0..<nk).map { $0 != 2 }
+        let slopes: [Float] = [0.5, 0.25, 0.125, 0.0625]
+        let selections: [KeySelection] = [.range(0..<5), .none, .uniform, .range(2..<3), .range(3..<9)]
+        let out = Guarded(nq * outStride), ws = Workspace()
+        valid.withUnsafeBufferPointer { vb in
+            attentionBlock(q: q, qStride: qStride, k: k, v: v, kvStride: kvStride, nq: nq, nk: nk, heads: heads,
+                           kvHeads: kvHeads, headDim: hd, scale: 0.3, alibiSlopes: slopes, queryPos: { $0 + 4 },
+                           keyValid: vb.baseAddress, select: { selections[$0] }, out: out.p, outStride: outStride, ws: ws)
+        }
+        var want = [Double](repeating: 0, count: nq * outStride)
+        for i in 0..<nq { for h in 0..<heads {
+            let kv = (h / (heads / kvHeads)) * hd
+            var weights = [Double](repeating: 0, count: nk)
+            switch selections[i] {
+            case .none: break
+            case .uniform: weights = [Double](repeating: 1 / Double(nk), count: nk)
+            case .range(let r):
+                var s = [Double](repeating: -.infinity, count: nk)
+                for j in r where valid[j] {
+                    s[j] = (0..<hd).reduce(0.0) { $0 + Double(q[i * qStride + h * hd + $1]) * Double(k[j * kvStride + kv + $1]) } * 0.3
+                        + Double(slopes[h]) * Double(j - (i + 4))
+                }
+                let m = s.max()!
+                if m == -.infinity {
+                    for j in r { weights[j] = 1 / Double(r.count) }
+                } else {
+                    let e = s.map { $0 == -.infinity ? 0 : exp($0 - m) }, sum = e.reduce(0, +)
+                    weights = e.map { $0 / sum }
+                }
+            }
+            for c in 0..<hd {
+                want[i * outStride + h * hd + c] = (0..<nk).reduce(0.0) { $0 + weights[$1] * Double(v[$1 * kvStride + kv + c]) }
+            }
+        } }
+        // Padding columns of each output row are not written.
+        for i in 0..<nq { for c in (heads * hd)..<outStride { want[i * outStride + c] = Double(out.p[i * outStride + c]) } }
+        check(out, want, maxNMSE: 1e-10, "attentionBlock")
+    }
+}

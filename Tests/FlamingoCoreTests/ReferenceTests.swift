@@ -94,3 +94,35 @@ extension ReferenceTests {
     }
 }
 
+
+extension ReferenceTests {
+    /// Decoding token by token over the KV cache gives the logits of
+    /// evaluating the whole sequence at once.
+    func testCachedDecodingEqualsFullEvaluation() throws {
+        for name in FixtureTests.models {
+            let f = try Fixture(name)
+            let flamingo = try Flamingo(f.model)
+            let pixels = try f.r("input.pixels")
+            let pix = Buffer(pixels.floats())
+            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+            let ids = try f.r("input.input_ids"), greedy = try f.r("greedy.ids")
+            let all = (0..<ids.count).map { ids.int(at: $0) } + (0..<greedy.count).map { greedy.int(at: $0) }
+            let vocab = f.model.config.languageModel.vocabSize
+
+            let full = flamingo.makeSequence()
+            full.setMedia(visual.p, count: pixels.shape[1])
+            let fullLogits = try full.evaluate(all, allLogits: true)
+
+            let stepwise = flamingo.makeSequence()
+            stepwise.setMedia(visual.p, count: pixels.shape[1])
+            _ = try stepwise.evaluate(Array(all.prefix(ids.count)))
+            for (i, t) in all.enumerated().dropFirst(ids.count) {
+                let step = try stepwise.evaluate([t])
+                let want = Array(UnsafeBufferPointer(start: fullLogits.p + i * vocab, count: vocab))
+                var maxDiff: Float = 0, maxRef: Float = 0
+                for j in 0..<vocab { maxDiff = max(maxDiff, abs(step[j] - want[j])); maxRef = max(maxRef, abs(want[j])) }
+                XCTAssertLessThanOrEqual(maxDiff / maxRef, Self.tolerance, "\(name) position \(i)")
+            }
+        }
+    }
+}

@@ -41,3 +41,72 @@ public func attendRow(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: Unsaf
 }
 
 import Glibc
+
+/// Which keys query row i may attend to, for `attentionBlock`.
+public enum KeySelection {
+    /// Keys in the range, minus any marked invalid.
+    case range(Range<Int>)
+    /// No key: the output row is zero (cross-attention before any image).
+    case none
+    /// Every key with equal weight (all keys equally masked in the reference).
+    case uniform
+}
+
+/// Multi-head attention of `nq` query rows over `nk` key rows through two
+/// sgemm calls per head (scores = Q·Kᵀ, out = P·V); for prefill, the vision
+/// encoder and the resampler. Head h reads q + h·hd and k/v + (h/group)·hd.
+public func attentionBlock(q: UnsafePointer<Float>, qStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                           kvStride: Int, nq: Int, nk: Int, heads: Int, kvHeads: Int, headDim hd: Int, scale: Float,
+                           alibiSlopes: [Float]? = nil, queryPos: (Int) -> Int = { $0 },
+                           keyValid: UnsafePointer<Bool>? = nil, select: (Int) -> KeySelection,
+                           out: UnsafeMutablePointer<Float>, outStride: Int, ws: Workspace) {
+    guard nq > 0 else { return }
+    let s = ws.take(nq * max(nk, 1))
+    let group = heads / kvHeads
+    let selections = (0..<nq).map(select)
+    for h in 0..<heads {
+        let kh = k + (h / group) * hd, vh = v + (h / group) * hd, oh = out + h * hd
+        if nk > 0 {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nq), Int32(nk), Int32(hd), scale,
+                        q + h * hd, Int32(qStride), kh, Int32(kvStride), 0, s, Int32(nk))
+        }
+        for i in 0..<nq {
+            let row = s + i * nk
+            switch selections[i] {
+            case .none:
+                row.initialize(repeating: 0, count: nk)
+            case .uniform:
+                row.initialize(repeating: 1 / Float(max(nk, 1)), count: nk)
+            case .range(let keys):
+                let slope = alibiSlopes?[h] ?? 0, pos = queryPos(i)
+                var m = -Float.infinity
+                for j in 0..<nk {
+                    if !keys.contains(j) || keyValid.map({ !$0[j] }) ?? false { row[j] = -.infinity; continue }
+                    if slope != 0 { row[j] += slope * Float(j - pos) }
+                    m = max(m, row[j])
+                }
+                if m == -.infinity {
+                    // Every candidate masked: uniform over them, as the reference.
+                    let n = max(keys.clamped(to: 0..<nk).count, 1)
+                    for j in 0..<nk { row[j] = keys.contains(j) ? 1 / Float(n) : 0 }
+                    continue
+                }
+                var sum: Float = 0
+                for j in 0..<nk {
+                    let e = row[j] == -.infinity ? 0 : expf(row[j] - m)
+                    row[j] = e
+                    sum += e
+                }
+                scaleInPlace(row, by: 1 / sum, count: nk)
+            }
+        }
+        if nk > 0 {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nq), Int32(hd), Int32(nk), 1,
+                        s, Int32(nk), vh, Int32(kvStride), 0, oh, Int32(outStride))
+        } else {
+            for i in 0..<nq { (oh + i * outStride).initialize(repeating: 0, count: hd) }
+        }
+    }
+}
+
+import COpenBLAS

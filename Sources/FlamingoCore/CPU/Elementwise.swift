@@ -43,7 +43,7 @@ public func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count n: I
     return s
 }
 
-public func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count n: Int) {
+public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, by a: Float, count n: Int) {
     for i in 0..<n { x[i] *= a }
 }
 

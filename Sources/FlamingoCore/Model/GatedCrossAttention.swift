@@ -90,27 +90,19 @@ public final class GatedCrossAttention {
         let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia
         let tokens = media?.tokens ?? 0, numMedia = tokens / n, eps = Self.eps
         let h = ws.take(rows * max(d, inner)), q = ws.take(rows * inner), o = ws.take(rows * inner)
-        let scores = ws.take(tokens)
         layerNorm(x, rows: rows, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: h)
         linear(h, m: rows, toQ, into: q)
-        for i in 0..<rows {
-            let t = textTime[i]
-            // Without media, or before the first image, o stays zero: the
-            // reference zeroes the attention row (spec/30 §1 step 8).
-            guard t > 0, let media else { continue }
-            for head in 0..<c.heads {
-                let k = media.kv.p + head * c.dimHead
-                let args = (q: q + i * inner + head * c.dimHead, out: o + i * inner + head * c.dimHead)
-                if t <= numMedia {
-                    attendRow(q: args.q, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
-                              keys: ((t - 1) * n)..<(t * n), scale: 1 / Float(c.dimHead).squareRoot(),
-                              scores: scores, out: args.out)
-                } else {
-                    // Every key masked alike: the softmax is uniform (spec/30 §2).
-                    let w = 1 / Float(tokens)
-                    for j in 0..<tokens { axpy(w, k + inner + j * 2 * inner, into: args.out, count: c.dimHead) }
-                }
-            }
+        // Without media, or before the first image, o stays zero: the
+        // reference zeroes the attention row (spec/30 §1 step 8). Beyond the
+        // last image every key is masked alike and the softmax is uniform.
+        if let media {
+            attentionBlock(q: q, qStride: inner, k: media.kv.p, v: media.kv.p + inner, kvStride: 2 * inner,
+                           nq: rows, nk: tokens, heads: c.heads, kvHeads: c.heads, headDim: c.dimHead,
+                           scale: 1 / Float(c.dimHead).squareRoot(),
+                           select: { i in
+                               let t = textTime[i]
+                               return t == 0 ? .none : t <= numMedia ? .range(((t - 1) * n)..<(t * n)) : .uniform
+                           }, out: o, outStride: inner, ws: ws)
         }
         linear(o, m: rows, toOut, into: h)
         axpy(attnGate, h, into: x, count: rows * d)

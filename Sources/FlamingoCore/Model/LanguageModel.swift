@@ -94,18 +94,23 @@ protocol DecoderLayer {
 func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache,
                          heads: Int, kvHeads: Int, headDim hd: Int, alibiSlopes: [Float]? = nil,
                          ws: Workspace, into o: UnsafeMutablePointer<Float>) {
-    let scores = ws.take(start + rows)
     let group = heads / kvHeads, kw = cache.width
     cache.valid.withUnsafeBufferPointer { valid in
-        for i in 0..<rows {
-            let pos = start + i
-            for h in 0..<heads {
-                let kvOff = (h / group) * hd
-                attendRow(q: q + i * heads * hd + h * hd, k: cache.keys[layer].p + kvOff, v: cache.values[layer].p + kvOff,
-                          stride: kw, headDim: hd, keys: 0..<(pos + 1), scale: 1 / Float(hd).squareRoot(),
-                          alibiSlope: alibiSlopes?[h] ?? 0, queryPos: pos, keyValid: valid.baseAddress,
-                          scores: scores, out: o + i * heads * hd + h * hd)
-            }
+        if rows > 1 {
+            attentionBlock(q: q, qStride: heads * hd, k: cache.keys[layer].p, v: cache.values[layer].p, kvStride: kw,
+                           nq: rows, nk: start + rows, heads: heads, kvHeads: kvHeads, headDim: hd,
+                           scale: 1 / Float(hd).squareRoot(), alibiSlopes: alibiSlopes, queryPos: { start + $0 },
+                           keyValid: valid.baseAddress, select: { .range(0..<(start + $0 + 1)) },
+                           out: o, outStride: heads * hd, ws: ws)
+            return
+        }
+        let scores = ws.take(start + 1)
+        for h in 0..<heads {
+            let kvOff = (h / group) * hd
+            attendRow(q: q + h * hd, k: cache.keys[layer].p + kvOff, v: cache.values[layer].p + kvOff,
+                      stride: kw, headDim: hd, keys: 0..<(start + 1), scale: 1 / Float(hd).squareRoot(),
+                      alibiSlope: alibiSlopes?[h] ?? 0, queryPos: start, keyValid: valid.baseAddress,
+                      scores: scores, out: o + h * hd)
         }
     }
 }

@@ -77,18 +77,16 @@ public final class PerceiverResampler {
         let z = Buffer(n * d)
         z.p.update(from: latents.data, count: n * d)
         let kvIn = Buffer((m + n) * d), q = Buffer(n * inner), kv = Buffer((m + n) * 2 * inner)
-        let o = Buffer(n * inner), t = Buffer(n * d), ff = Buffer(n * d * c.ffMult), scores = Buffer(m + n)
+        let o = Buffer(n * inner), t = Buffer(n * d), ff = Buffer(n * d * c.ffMult), ws = Workspace()
         for L in layers {
             layerNorm(media, rows: m, dim: d, weight: L.normMedia.weight, bias: L.normMedia.bias, eps: eps, into: kvIn.p)
             layerNorm(z.p, rows: n, dim: d, weight: L.normLatents.weight, bias: L.normLatents.bias, eps: eps, into: kvIn.p + m * d)
             linear(kvIn.p + m * d, m: n, L.toQ, into: q.p)
             linear(kvIn.p, m: m + n, L.toKV, into: kv.p)
-            for i in 0..<n { for h in 0..<c.heads {
-                let k = kv.p + h * c.dimHead
-                attendRow(q: q.p + i * inner + h * c.dimHead, k: k, v: k + inner, stride: 2 * inner, headDim: c.dimHead,
-                          keys: 0..<(m + n), scale: 1 / Float(c.dimHead).squareRoot(), scores: scores.p,
-                          out: o.p + i * inner + h * c.dimHead)
-            } }
+            ws.reset()
+            attentionBlock(q: q.p, qStride: inner, k: kv.p, v: kv.p + inner, kvStride: 2 * inner, nq: n, nk: m + n,
+                           heads: c.heads, kvHeads: c.heads, headDim: c.dimHead, scale: 1 / Float(c.dimHead).squareRoot(),
+                           select: { _ in .range(0..<(m + n)) }, out: o.p, outStride: inner, ws: ws)
             linear(o.p, m: n, L.toOut, into: t.p)
             add(t.p, into: z.p, count: n * d)
             layerNorm(z.p, rows: n, dim: d, weight: L.ffNorm.weight, bias: L.ffNorm.bias, eps: eps, into: t.p)

@@ -104,7 +104,7 @@ public final class VisionTransformer {
             o += 1
         } } } } }
         let x = Buffer(n * w), h = Buffer(n * w), qkv = Buffer(n * 3 * w), attn = Buffer(n * w)
-        let mlp = Buffer(n * c.mlpDim), scores = Buffer(n)
+        let mlp = Buffer(n * c.mlpDim), ws = Workspace()
         x.p.update(from: classEmbedding.data, count: w)
         linear(patches.p, m: c.numPatches, patchEmbedding, into: x.p + w)
         add(positionalEmbedding.data, into: x.p, count: n * w)
@@ -112,11 +112,10 @@ public final class VisionTransformer {
         for b in blocks {
             layerNorm(x.p, rows: n, dim: w, weight: b.ln1.weight, bias: b.ln1.bias, eps: eps, into: h.p)
             linear(h.p, m: n, b.inProj.weight, bias: b.inProj.bias, into: qkv.p)
-            for i in 0..<n { for head in 0..<c.heads {
-                let q = qkv.p + head * hd
-                attendRow(q: q + i * 3 * w, k: q + w, v: q + 2 * w, stride: 3 * w, headDim: hd, keys: 0..<n,
-                          scale: 1 / Float(hd).squareRoot(), scores: scores.p, out: attn.p + i * w + head * hd)
-            } }
+            ws.reset()
+            attentionBlock(q: qkv.p, qStride: 3 * w, k: qkv.p + w, v: qkv.p + 2 * w, kvStride: 3 * w, nq: n, nk: n,
+                           heads: c.heads, kvHeads: c.heads, headDim: hd, scale: 1 / Float(hd).squareRoot(),
+                           select: { _ in .range(0..<n) }, out: attn.p, outStride: w, ws: ws)
             linear(attn.p, m: n, b.outProj.weight, bias: b.outProj.bias, into: h.p)
             add(h.p, into: x.p, count: n * w)
             layerNorm(x.p, rows: n, dim: w, weight: b.ln2.weight, bias: b.ln2.bias, eps: eps, into: h.p)
