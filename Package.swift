@@ -21,8 +21,10 @@ let package = Package(
         .target(name: "CFlamingoSupport", cSettings: simdC,
                 linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread"),
                                  .linkedLibrary("jpeg"), .linkedLibrary("png16")]),
+        // AVX2/FMA element-wise kernels (exp, GELU, softmax) in C intrinsics.
+        .target(name: "CFlamingoKernels", path: "kernels/cpu", cSettings: simdC + [.unsafeFlags(["-mfma", "-mavx2"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport", "COpenBLAS"],
+        .target(name: "FlamingoCore", dependencies: ["CFlamingoSupport", "CFlamingoKernels", "COpenBLAS"],
                 swiftSettings: simdSwift),
         .target(name: "FlamingoCAPI", dependencies: ["FlamingoCore", "CFlamingoSupport"],
                 swiftSettings: simdSwift),

@@ -1,6 +1,7 @@
 import Glibc
 import XCTest
 @testable import FlamingoCore
+import CFlamingoKernels
 
 /// Every CPU kernel against a scalar double-precision reference on random
 /// inputs of awkward sizes, with sentinel values around each output that
@@ -102,6 +103,15 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testVectorExp() {
+        let x = random(1000, scale: 87) + [-.infinity, -100, 0, 88]
+        let out = Guarded(x.count)
+        fk_exp(x, out.p, x.count)
+        check(out, x.map { exp(Double($0)) }, maxNMSE: 1e-12, "exp")
+        XCTAssertEqual(out.p[1000], 0)
+        XCTAssertLessThan(out.p[1001], 1e-37)
+    }
+
     func testNorms() {
         for rows in [1, 3] { for dim in Self.sizes {
             let x = random(rows * dim, scale: 3), g = random(dim), b = random(dim)
@@ -199,7 +209,7 @@ extension KernelTests {
                 }
                 let m = s.max()!
                 if m == -.infinity {
-                    for j in r { weights[j] = 1 / Double(r.count) }
+                    weights = [Double](repeating: 1 / Double(nk), count: nk)  // as the reference's softmax
                 } else {
                     let e = s.map { $0 == -.infinity ? 0 : exp($0 - m) }, sum = e.reduce(0, +)
                     weights = e.map { $0 / sum }

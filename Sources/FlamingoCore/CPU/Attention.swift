@@ -78,26 +78,15 @@ public func attentionBlock(q: UnsafePointer<Float>, qStride: Int, k: UnsafePoint
             case .uniform:
                 row.initialize(repeating: 1 / Float(max(nk, 1)), count: nk)
             case .range(let keys):
+                // Masked keys get −inf (exactly zero weight, as the reference's
+                // most-negative mask after max subtraction); a row with every
+                // key masked becomes uniform, as the reference's softmax.
                 let slope = alibiSlopes?[h] ?? 0, pos = queryPos(i)
-                var m = -Float.infinity
                 for j in 0..<nk {
                     if !keys.contains(j) || keyValid.map({ !$0[j] }) ?? false { row[j] = -.infinity; continue }
                     if slope != 0 { row[j] += slope * Float(j - pos) }
-                    m = max(m, row[j])
                 }
-                if m == -.infinity {
-                    // Every candidate masked: uniform over them, as the reference.
-                    let n = max(keys.clamped(to: 0..<nk).count, 1)
-                    for j in 0..<nk { row[j] = keys.contains(j) ? 1 / Float(n) : 0 }
-                    continue
-                }
-                var sum: Float = 0
-                for j in 0..<nk {
-                    let e = row[j] == -.infinity ? 0 : expf(row[j] - m)
-                    row[j] = e
-                    sum += e
-                }
-                scaleInPlace(row, by: 1 / sum, count: nk)
+                softmax(row, count: nk)
             }
         }
         if nk > 0 {

@@ -1,3 +1,5 @@
+import CFlamingoKernels
+import Dispatch
 import Glibc
 
 // Element-wise kernels. Explicit SIMD16 lanes with a scalar tail: Swift
@@ -49,26 +51,39 @@ public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, by a: Float, count n:
 
 /// Exact GELU, 0.5·x·(1 + erf(x/√2)), as PyTorch's default nn.GELU.
 public func gelu(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-    for i in 0..<n { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+    parallelChunks(n) { fk_gelu(x + $0.lowerBound, $0.count) }
 }
 
 /// QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x).
 public func quickGELU(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-    for i in 0..<n { x[i] = x[i] / (1 + expf(-1.702 * x[i])) }
+    parallelChunks(n) { fk_quick_gelu(x + $0.lowerBound, $0.count) }
 }
 
 /// SwiGLU: gate ← silu(gate)·up.
 public func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
-    for i in 0..<n { gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i] }
+    parallelChunks(n) { fk_swiglu(gate + $0.lowerBound, up + $0.lowerBound, $0.count) }
 }
 
-/// In-place softmax of one row after subtracting its maximum.
+/// In-place softmax of one row after subtracting its maximum; -inf entries
+/// get 0, an all -inf row becomes uniform.
 public func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-    guard n > 0 else { return }
-    var m = -Float.infinity
-    for i in 0..<n { m = max(m, x[i]) }
-    var s: Float = 0
-    for i in 0..<n { let e = expf(x[i] - m); x[i] = e; s += e }
-    let inv = 1 / s
-    for i in 0..<n { x[i] *= inv }
+    fk_softmax(x, n)
+}
+
+/// Splits [0, n) into chunks run on all cores when the work is large enough
+/// to pay for waking threads (≥ 64K elements per chunk); else inline.
+func parallelChunks(_ n: Int, _ body: (Range<Int>) -> Void) {
+    let grain = 1 << 16
+    let chunks = min(Threads.count, (n + grain - 1) / grain)
+    if chunks <= 1 { body(0..<n); return }
+    let per = (n + chunks - 1) / chunks
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = c * per
+        body(lo..<min(n, lo + per))
+    }
+}
+
+/// Worker count for the element-wise kernels (OpenBLAS runs its own pool).
+public enum Threads {
+    nonisolated(unsafe) public static var count: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }

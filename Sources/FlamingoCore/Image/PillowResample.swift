@@ -191,9 +191,12 @@ enum PillowResample {
                         outWidth: Int, outHeight: Int, window: Window) -> [UInt8] {
         func table(inSize: Int, outSize: Int, first: Int, count: Int) -> [Int] {
             let a = Double(Float(inSize)) / Double(outSize)
-            var pos = 0.0 + a * 0.5
+            // Pillow accumulates; a window far out (sizes Pillow itself
+            // could not allocate) starts from the product instead.
+            let skip = first > 1 << 24 ? first : 0
+            var pos = 0.0 + a * 0.5 + Double(skip) * a
             var t = [Int](repeating: -1, count: count)
-            for x in 0..<(first + count) {
+            for x in skip..<(first + count) {
                 // COORD(v): -1 below zero, else truncation; outside -> fill 0
                 let xin = pos < 0.0 ? -1 : (pos < Double(inSize) ? Int(pos) : inSize)
                 if x >= first { t[x - first] = xin < inSize ? xin : -1 }
