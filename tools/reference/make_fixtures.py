@@ -5,7 +5,8 @@ Run from the repository root:
 
     /work/refenv/bin/python tools/reference/make_fixtures.py
 
-It deletes and regenerates Tests/Fixtures/ completely:
+It deletes and regenerates these entries of Tests/Fixtures/ (other entries, e.g. images/ from
+make_image_goldens.py, are left alone):
 
   mpt_tiny/       OpenFlamingo (open_clip ViT + PerceiverResampler + MptForCausalLM), weights F32
   gpt_neox_tiny/  OpenFlamingo with GPTNeoXForCausalLM (partial rotary), weights F16
@@ -492,20 +493,30 @@ def prompt_forward(model, pixels, ids, mask):
 
 
 @torch.no_grad()
-def greedy_decode(model, pixels, ids, mask, steps):
+def greedy_decode(model, pixels, ids, mask, steps, position_ids=None, process=None):
     """Explicit reproduction of Flamingo.generate + HF greedy search (spec/00 §5):
     encode images once with the cached-vision flag set, prefill with the prompt (media_locations of
     the prompt, running count), then one token per step in cached-media mode (every new token
     attends to the last image of its row's prompt) using the self-attention KV cache.
-    Runs exactly `steps` steps (no early stop); returns ids [B, steps] and logits [steps, B, V]."""
+    Runs exactly `steps` steps (no early stop); returns ids [B, steps] and logits [steps, B, V].
+
+    position_ids: None (the LM derives 0..n-1 from the cache length, as in the original single and
+    MPT cases) or the prefill position ids [B, L]; each decode step then uses last + 1 per row (HF
+    `_update_model_kwargs_for_generation`).  process: None or a function (sequence so far [B, n]
+    including the prompt, logits [B, V]) -> processed scores; the argmax and the returned step logits
+    are then those of the processed scores (HF applies logits processors before the argmax)."""
     lm = model.lang_encoder
     lm._use_cached_vision_x = True
     model._encode_vision_x(vision_x=pixels)
-    out = lm(input_ids=ids, attention_mask=mask, use_cache=True)
+    extra = {} if position_ids is None else {"position_ids": position_ids}
+    out = lm(input_ids=ids, attention_mask=mask, use_cache=True, **extra)
     cache = out.cache
     mask = mask.clone()
+    seq = ids.clone()
     new_ids, step_logits = [], []
     logits = out.logits[:, -1, :]
+    if process is not None:
+        logits = process(seq, logits.float())
     modes = []
     for step in range(steps):
         step_logits.append(logits.clone())
@@ -514,10 +525,16 @@ def greedy_decode(model, pixels, ids, mask, steps):
         if step == steps - 1:
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        out = lm(input_ids=nxt[:, None], attention_mask=mask, cache=cache, use_cache=True)
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        if position_ids is not None:
+            position_ids = position_ids[:, -1:] + 1
+            extra = {"position_ids": position_ids}
+        out = lm(input_ids=nxt[:, None], attention_mask=mask, cache=cache, use_cache=True, **extra)
         modes.append(bool(lm._get_decoder_layers()[0].use_cached_media))
         cache = out.cache
         logits = out.logits[:, -1, :]
+        if process is not None:
+            logits = process(seq, logits.float())
     lm.clear_conditioned_layers()
     lm._use_cached_vision_x = False
     return torch.stack(new_ids, dim=1), torch.stack(step_logits, dim=0), modes
@@ -548,6 +565,216 @@ def fp64_deviation(model, recorder, pixels, ids, mask, ref):
     finally:
         model.float()
     return {k: max_abs(ref[k], rec[k]) for k in ref}
+
+
+# ---------------------------------------------------------------------------------------------
+# generation references beyond plain greedy (beam search, logits processors, EOS stop, padded
+# rotary batches).  Everything below is deterministic and draws no random numbers except the
+# separately seeded batch images of the rotary fixtures.
+# ---------------------------------------------------------------------------------------------
+
+
+def mask_position_ids(mask):
+    """Position ids as transformers' generate() derives them from a 2D attention mask
+    (`_prepare_position_ids_for_generation`): cumsum - 1, pad positions set to 0 (transformers 4
+    used 1; pad positions are masked as keys, so their value only affects the pad rows' own,
+    meaningless outputs)."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+@torch.no_grad()
+def prompt_forward_pos(model, pixels, ids, mask, position_ids):
+    """Flamingo.forward (standard mode) with explicit position ids: Flamingo.forward has no
+    position_ids argument, so this does its three steps (encode images, condition media locations,
+    LM forward) with position_ids passed through FlamingoLMMixin.forward's **kwargs."""
+    assert not model.lang_encoder._use_cached_vision_x
+    model._encode_vision_x(vision_x=pixels)
+    model._condition_media_locations(input_ids=ids)
+    out = model.lang_encoder(input_ids=ids, attention_mask=mask, position_ids=position_ids)
+    model.lang_encoder.clear_conditioned_layers()
+    return out.logits
+
+
+def repetition_penalty_process(penalty):
+    """Independent re-implementation of HF RepetitionPenaltyLogitsProcessor: every token id that
+    occurs anywhere in the sequence so far (prompt included) gets score/penalty if its score is > 0
+    and score*penalty otherwise."""
+
+    def process(seq, logits):
+        out = logits.clone()
+        for b in range(seq.shape[0]):
+            for t in sorted(set(seq[b].tolist())):
+                v = out[b, t]
+                out[b, t] = v * penalty if v < 0 else v / penalty
+        return out
+
+    return process
+
+
+def no_repeat_ngram_process(n):
+    """Independent re-implementation of HF NoRepeatNGramLogitsProcessor: ban (-inf) every token that
+    would complete an n-gram already present in the sequence so far (prompt included)."""
+
+    def process(seq, logits):
+        out = logits.clone()
+        for b in range(seq.shape[0]):
+            s = seq[b].tolist()
+            if len(s) + 1 < n:
+                continue
+            prefix = s[len(s) - n + 1:]
+            for i in range(len(s) - n + 1):
+                if s[i:i + n - 1] == prefix:
+                    out[b, s[i + n - 1]] = -float("inf")
+        return out
+
+    return process
+
+
+@torch.no_grad()
+def beam_search_explicit(model, pixels, ids, num_beams, max_new_tokens, length_penalty, eos_id):
+    """Independent re-implementation of transformers 5 `_beam_search` (no sampling, early_stopping
+    False, one EOS id) for one prompt (batch 1).  Logits come from a full no-cache forward of every
+    running beam (standard mode: new tokens follow the prompt's last image), not from HF's KV cache.
+
+    Per step: log_softmax of each running beam's last logits + its running score; the 2·num_beams
+    best of the num_beams·V candidates (beam-major flattening, torch.topk order); a candidate
+    "finishes" when its token is EOS or the sequence reaches prompt + max_new_tokens; the
+    num_beams best non-finished candidates continue; finished ones among the first num_beams
+    candidates enter the finished set with score = sum logprob / (generated length incl. EOS) **
+    length_penalty, if the early-stop heuristic still allows improvement; the finished set keeps its
+    num_beams best.  Stop when every candidate finished (max length) or when all num_beams finished
+    slots are taken and best running score / (generated length) ** length_penalty <= worst finished.
+    Returns the finished list [(score, new tokens)] best first and per-step tie statistics."""
+    L = ids.shape[1]
+    max_len = L + max_new_tokens
+    K = 2 * num_beams
+    running = [[] for _ in range(num_beams)]
+    run_scores = torch.zeros(num_beams)
+    run_scores[1:] = -1e9
+    finished = []
+    improvable = True
+    cur_len = L
+    steps = []
+    while True:
+        seqs = torch.cat([ids.repeat(num_beams, 1), torch.tensor(running, dtype=torch.long).view(num_beams, -1)], 1)
+        logits = prompt_forward(model, pixels.repeat_interleave(num_beams, 0), seqs, torch.ones_like(seqs))[:, -1].float()
+        V = logits.shape[-1]
+        acc = (torch.log_softmax(logits, dim=-1) + run_scores[:, None]).reshape(-1)
+        top_v, top_i = torch.topk(acc, K)
+        beam = (top_i // V).tolist()
+        tok_ids = (top_i % V).tolist()
+        hits = torch.tensor([t == eos_id or cur_len + 1 >= max_len for t in tok_ids])
+        srt = torch.sort(acc.double(), descending=True).values[: K + 1]
+        adj = srt[:-1] - srt[1:]
+        steps.append(
+            {
+                "best_minus_second": float(srt[0] - srt[1]),
+                "min_adjacent_gap_top_2k_plus_1": float(adj.min()),
+                "min_gap_after_rank": int(adj.argmin()) + 1,
+            }
+        )
+        masked = top_v + hits.to(torch.float32) * -1.0e9
+        nxt = torch.topk(masked, num_beams).indices.tolist()
+        new_running = [running[beam[j]] + [tok_ids[j]] for j in nxt]
+        new_scores = masked[nxt]
+        if improvable:
+            for j in range(num_beams):
+                if bool(hits[j]):
+                    score = float(top_v[j] / ((cur_len + 1 - L) ** length_penalty))
+                    finished.append((score, running[beam[j]] + [tok_ids[j]]))
+            finished = sorted(finished, key=lambda f: -f[0])[:num_beams]
+        cur_len += 1
+        if len(finished) == num_beams:
+            best_possible = float(new_scores[0] / ((cur_len - L) ** length_penalty))
+            if not best_possible > finished[-1][0]:
+                improvable = False
+        running, run_scores = new_running, new_scores
+        if not improvable or bool(hits.all()):
+            break
+    return finished, steps
+
+
+def beam_reference(model, tok, pixels, ids, mask, length_penalty, num_beams=3):
+    """Real Flamingo.generate beam search (eos = <|endofchunk|> by default, no sampling,
+    early_stopping default) + the explicit re-implementation as a cross-check.  Returns the new
+    tokens of the best hypothesis and a JSON record."""
+    L = ids.shape[1]
+    eoc_id = model.eoc_token_id
+    kw = dict(
+        vision_x=pixels, lang_x=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, num_beams=num_beams,
+        length_penalty=length_penalty, do_sample=False, output_scores=True, return_dict_in_generate=True,
+    )
+    with torch.no_grad():
+        best = model.generate(**kw)
+        allh = model.generate(**kw, num_return_sequences=num_beams)
+    gen_cfg = model.lang_encoder.generation_config
+    assert not gen_cfg.early_stopping, gen_cfg.early_stopping
+    new = best.sequences[0, L:].tolist()
+    assert eoc_id not in new[:-1], new
+    finished, steps = beam_search_explicit(model, pixels, ids, num_beams, MAX_NEW_TOKENS, length_penalty, eoc_id)
+    hyps = []
+    for r in range(num_beams):
+        h = allh.sequences[r, L:].tolist()
+        h = h[: h.index(eoc_id) + 1] if eoc_id in h else h
+        hyps.append({"ids": h, "sequences_score": float(allh.sequences_scores[r])})
+    assert hyps[0]["ids"] == new and abs(hyps[0]["sequences_score"] - float(best.sequences_scores[0])) == 0.0
+    for r, (score, toks) in enumerate(finished):
+        assert toks == hyps[r]["ids"], (r, toks, hyps[r]["ids"])
+        assert abs(score - hyps[r]["sequences_score"]) < 1e-4, (r, score, hyps[r]["sequences_score"])
+    final_gap = finished[0][0] - finished[1][0]
+    min_gap = min(s["min_adjacent_gap_top_2k_plus_1"] for s in steps)
+    assert min_gap > 1e-4 and final_gap > 1e-4, (min_gap, final_gap)
+    rec = {
+        "num_beams": num_beams,
+        "length_penalty": length_penalty,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "eos_token_id": eoc_id,
+        "early_stopping": gen_cfg.early_stopping,
+        "do_sample": False,
+        "ids": new,
+        "text": tok.decode(new, skip_special_tokens=False),
+        "sequences_score": float(best.sequences_scores[0]),
+        "hypotheses": hyps,
+        "steps_run": len(steps),
+        "step_gaps": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()} for s in steps],
+        "step_gaps_note": "per step, over the num_beams*V accumulated candidate scores sorted descending: best - second, and the smallest gap between adjacent ranks among the first 2*num_beams+1 (every ordering beam search uses), with the 1-based rank after which it occurs",
+        "min_step_gap": round(min_gap, 6),
+        "best_minus_second_final_score": round(final_gap, 6),
+        "verified": [
+            "ids = Flamingo.generate(num_beams, length_penalty, max_new_tokens, return_dict_in_generate, output_scores).sequences[0, prompt_len:]",
+            "all num_beams hypotheses (num_return_sequences = num_beams) equal an explicit re-implementation of transformers' beam search on no-cache full forwards, scores within 1e-4",
+        ],
+    }
+    return new, rec
+
+
+def processed_greedy_reference(model, tok, pixels, ids, mask, hf_kwargs, process):
+    """Greedy through the real Flamingo.generate with a logits processor (stops at the first
+    <|endofchunk|>), cross-checked against the explicit cached loop with an independent
+    re-implementation of the processor."""
+    L = ids.shape[1]
+    eoc_id = model.eoc_token_id
+    with torch.no_grad():
+        hf = model.generate(
+            vision_x=pixels, lang_x=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False,
+            **hf_kwargs,
+        )
+    new = hf[0, L:].tolist()
+    mine, scores, _ = greedy_decode(model, pixels, ids, mask, MAX_NEW_TOKENS, process=process)
+    mine = mine[0].tolist()
+    upto = mine.index(eoc_id) + 1 if eoc_id in mine else len(mine)
+    assert new == mine[:upto], (hf_kwargs, new, mine)
+    margin = top2_margin(scores[:upto, 0, :])
+    assert margin > 1e-2, (hf_kwargs, margin)
+    rec = {
+        "settings": dict(hf_kwargs, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False, eos_token_id=eoc_id),
+        "ids": new,
+        "text": tok.decode(new, skip_special_tokens=False),
+        "stopped_at_endofchunk": eoc_id in new,
+        "min_top2_processed_score_margin": round(margin, 6),
+        "verified": "ids = Flamingo.generate(...) output after the prompt = explicit cached loop with an independent re-implementation of the processor (applied to the raw logits of the full sequence so far, prompt tokens included)",
+    }
+    return new, rec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,6 +912,9 @@ FIXTURES = [
         prompt="<image>A red square.<|endofchunk|><image>A blue",
         batch_prompts=["<image>A red square.<|endofchunk|><image>A blue", "<image>Two cats"],
         batch_images=[2, 1],
+        # greedy reaches <|endofchunk|> only when the prompt ends with it (tied head: the model
+        # repeats its last token); searched among ~2000 prompts
+        stop_prompt="<image>A red square.<|endofchunk|><image>Two cats.<|endofchunk|>",
     ),
     dict(
         name="gpt_neox_tiny",
@@ -696,6 +926,11 @@ FIXTURES = [
         tokenizer="bytelevel",
         # text before the first <image> has text_time 0 (zero cross-attention, FF still applied)
         prompt="Pictures: <image>An image of two cats.<|endofchunk|><image>An image of",
+        batch_prompts=["Pictures: <image>An image of two cats.<|endofchunk|><image>An image of", "Caption: <image>A red square"],
+        batch_images=[2, 1],
+        batch_seed=2102,
+        # found by a random search over word-salad prompts (greedy ends with <|endofchunk|>)
+        stop_prompt="<image>Orange a What<|endofchunk|><image>Is the food",
     ),
     dict(
         name="llama_tiny",
@@ -707,6 +942,14 @@ FIXTURES = [
         tokenizer="sentencepiece",
         # 'é' is not in the tokenizer training text -> byte-fallback pieces <0xC3><0xA9>
         prompt="<image>Question: What color is the square? Short answer: red<|endofchunk|><image>Question: What is in the café? Short answer:",
+        batch_prompts=[
+            "<image>Question: What color is the square? Short answer: red<|endofchunk|><image>Question: What is in the café? Short answer:",
+            "<image>Question: What shape is it? Short answer:",
+        ],
+        batch_images=[2, 1],
+        batch_seed=3103,
+        # found by a random search over word-salad prompts (greedy ends with <|endofchunk|>)
+        stop_prompt="<image>Photo park An a<|endofchunk|><image>. down with .",
     ),
 ]
 
@@ -732,6 +975,63 @@ def tol_for(name):
     if name.startswith("hidden."):
         return TOLERANCES["hidden.*"]
     return None
+
+
+def add_generation_references(model, tok, fx, pixels, ids, mask, tensors, refjson):
+    """Beam search (length_penalty 0 and 1), greedy with no_repeat_ngram_size=2 and with
+    repetition_penalty=1.5 on the main prompt and images, and a prompt whose greedy continuation
+    reaches <|endofchunk|> (plus its beam searches).  All through the real Flamingo.generate, each
+    cross-checked against an explicit re-implementation; draws no random numbers."""
+    eoc_id = model.eoc_token_id
+    for lp, key in ((0.0, "beam3_lp0"), (1.0, "beam3_lp1")):
+        new, rec = beam_reference(model, tok, pixels, ids, mask, lp)
+        tensors[f"{key}.ids"] = torch.tensor(new, dtype=torch.int64)
+        refjson[key] = rec
+
+    for key, hf_kwargs, process in (
+        ("greedy_nr2", {"no_repeat_ngram_size": 2}, no_repeat_ngram_process(2)),
+        ("greedy_rp15", {"repetition_penalty": 1.5}, repetition_penalty_process(1.5)),
+    ):
+        new, rec = processed_greedy_reference(model, tok, pixels, ids, mask, hf_kwargs, process)
+        tensors[f"{key}.ids"] = torch.tensor(new, dtype=torch.int64)
+        refjson[key] = rec
+
+    # a prompt whose greedy continuation ends with <|endofchunk|> (same two images)
+    sp = fx["stop_prompt"]
+    senc = tok(sp, return_tensors="pt")
+    sids, smask = senc["input_ids"], senc["attention_mask"]
+    assert int((sids == model.media_token_id).sum()) == NUM_IMAGES
+    sgen, ssteps, smodes = greedy_decode(model, pixels, sids, smask, MAX_NEW_TOKENS)
+    assert all(smodes)
+    sgen = sgen[0].tolist()
+    assert eoc_id in sgen, ("stop prompt does not reach <|endofchunk|>", sp, sgen)
+    sstop = sgen.index(eoc_id)
+    s_until = sgen[: sstop + 1]
+    smargin = top2_margin(ssteps[: sstop + 1, 0, :])
+    assert smargin > 1e-2, smargin
+    with torch.no_grad():
+        shf = model.generate(
+            vision_x=pixels, lang_x=sids, attention_mask=smask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False
+        )
+    assert shf[0, sids.shape[1]:].tolist() == s_until, (shf[0].tolist(), s_until)
+    tensors["stop.input_ids"] = i64(sids)
+    tensors["stop.greedy.ids"] = torch.tensor(s_until, dtype=torch.int64)
+    refjson["stop"] = {
+        "prompt": sp,
+        "input_ids": sids[0].tolist(),
+        "input_tokens": tok.convert_ids_to_tokens(sids[0].tolist()),
+        "pixels": "input.pixels (the main case's two images); attention mask all ones",
+        "greedy_ids": s_until,
+        "greedy_text": tok.decode(s_until, skip_special_tokens=False),
+        "stop_index": sstop,
+        "greedy_ids_without_stop": sgen,
+        "min_top2_logit_margin": round(smargin, 6),
+        "verified": "greedy_ids = Flamingo.generate(num_beams=1, max_new_tokens=8) output after the prompt (it stops at <|endofchunk|>, which is included)",
+    }
+    for lp, key in ((0.0, "beam3_lp0"), (1.0, "beam3_lp1")):
+        new, rec = beam_reference(model, tok, pixels, sids, smask, lp)
+        tensors[f"stop.{key}.ids"] = torch.tensor(new, dtype=torch.int64)
+        refjson["stop"][key] = rec
 
 
 def make_flamingo_fixture(fx):
@@ -963,27 +1263,61 @@ def make_flamingo_fixture(fx):
         benc = tok(fx["batch_prompts"], return_tensors="pt", padding="longest")
         bids, bmask = benc["input_ids"], benc["attention_mask"]
         assert (bmask == 0).any(), "batch case must contain left padding"
-        bpix = normalised_pixels(g, len(fx["batch_prompts"]), NUM_IMAGES, 1, 3, H, H)
+        # rotary LMs: position ids derived from the mask (mpt_tiny: ALiBi, no position ids)
+        rotary = fx["family"] in ("gpt_neox", "llama")
+        if "batch_seed" in fx:
+            # batch cases added after the first release draw their images from their own stream, so
+            # every earlier tensor of the fixture stays byte-identical
+            bg = torch.Generator()
+            bg.manual_seed(fx["batch_seed"])
+        else:
+            bg = g
+        bpix = normalised_pixels(bg, len(fx["batch_prompts"]), NUM_IMAGES, 1, 3, H, H)
         for row, n_img in enumerate(fx["batch_images"]):
             assert int((bids[row] == media_id).sum()) == n_img
             bpix[row, n_img:] = 0.0  # missing images are zero tensors (eval _prepare_images)
-        recorder = Recorder(model, info["final_norm"](model.lang_encoder))
-        bref = compute_case(model, recorder, bpix, bids, bmask)
-        recorder.remove()
+        if rotary:
+            bpos = mask_position_ids(bmask)
+            bref = {"logits": prompt_forward_pos(model, bpix, bids, bmask, bpos)}
+        else:
+            bpos = None
+            recorder = Recorder(model, info["final_norm"](model.lang_encoder))
+            bref = compute_case(model, recorder, bpix, bids, bmask)
+            recorder.remove()
         # (no float64 re-run here: HF MPT masks with finfo(float64).min and softmaxes in float32,
         # so the fully masked pad rows become NaN in float64 and leak into real rows via 0*NaN.)
-        bgen, bsteps, bmodes = greedy_decode(model, bpix, bids, bmask, MAX_NEW_TOKENS)
+        bgen, bsteps, bmodes = greedy_decode(model, bpix, bids, bmask, MAX_NEW_TOKENS, position_ids=bpos)
         assert all(bmodes)
         bmargin = top2_margin(bsteps)
         assert bmargin > 1e-2, bmargin
+        bextra = {} if bpos is None else {"position_ids": bpos}
         with torch.no_grad():
             bhf = model.generate(
-                vision_x=bpix, lang_x=bids, attention_mask=bmask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False
+                vision_x=bpix, lang_x=bids, attention_mask=bmask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False,
+                **bextra,
             )
         for row in range(bids.shape[0]):
             mine = bgen[row].tolist()
             upto = mine.index(eoc_id) + 1 if eoc_id in mine else len(mine)
             assert bhf[row, bids.shape[1]:][:upto].tolist() == mine[:upto], (row, bhf[row].tolist(), mine)
+        if rotary:
+            # transformers 5 generate() derives position ids from the mask only when the model's
+            # forward signature names `position_ids`; FlamingoLMMixin.forward(input_ids,
+            # attention_mask, **kwargs) hides it, so plain Flamingo.generate numbers pad positions
+            # too (0..L-1).  Record what that gives (transformers 4 derived them in the LMs'
+            # prepare_inputs_for_generation, which is what the reference above follows).
+            with torch.no_grad():
+                bhf_plain = model.generate(
+                    vision_x=bpix, lang_x=bids, attention_mask=bmask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1,
+                    do_sample=False,
+                )
+            plain_rows = [bhf_plain[row, bids.shape[1]:].tolist() for row in range(bids.shape[0])]
+            plain_same = all(
+                pr[: (pr.index(eoc_id) + 1 if eoc_id in pr else len(pr))] == gr[: (pr.index(eoc_id) + 1 if eoc_id in pr else len(pr))]
+                for pr, gr in zip(plain_rows, bgen.tolist())
+            )
+            plain_logits = prompt_forward(model, bpix, bids, bmask)  # positions 0..L-1, pads counted
+            plain_dev = max_abs(plain_logits[bmask.bool()], bref["logits"][bmask.bool()])
         assert max_abs(bsteps[0], bref["logits"][:, -1, :]) < 1e-4, max_abs(bsteps[0], bref["logits"][:, -1, :])
         # each row alone (no padding) must give the same logits at its real positions
         for row in range(bids.shape[0]):
@@ -1013,6 +1347,20 @@ def make_flamingo_fixture(fx):
             "greedy_min_top2_logit_margin": round(bmargin, 6),
             "logits_note": "compare only positions with attention_mask == 1 (pad rows are fully masked; their values are implementation artefacts)",
         }
+        if rotary:
+            refjson["batch"].update(
+                {
+                    "position_ids": bpos.tolist(),
+                    "position_ids_note": "prefill position ids = cumsum(attention_mask) - 1 with 0 at pad positions (transformers generate(); the pad value never reaches a real token); each decode step uses the row's last position + 1. batch.logits and batch.greedy.ids use them, so each row equals its unpadded single-row run.",
+                    "flamingo_generate_without_position_ids": plain_rows,
+                    "flamingo_generate_without_position_ids_same_tokens": plain_same,
+                    "positions_from_0_with_pads_max_abs_logit_diff": float(f"{plain_dev:.3e}"),
+                    "flamingo_generate_without_position_ids_note": "plain Flamingo.generate under transformers 5 does not derive position ids (FlamingoLMMixin.forward's signature hides position_ids), so a padded row's real tokens get positions shifted by its pad count. Rotary attention depends only on position differences, so that shift changes the real positions' logits only by rounding (positions_from_0_with_pads_max_abs_logit_diff, prefill) and gives the same tokens here. The reference uses the mask-derived ids and equals Flamingo.generate(..., position_ids=<mask-derived>) up to each row's first <|endofchunk|>. An engine must at least keep prefill and decode positions consistent (decode position = last prefill position + step).",
+                }
+            )
+
+    # ---------------- beam search, logits processors, stop on <|endofchunk|> ----------------
+    add_generation_references(model, tok, fx, pixels, ids, mask, tensors, refjson)
 
     # sanity: the fp32 reference is far more precise than the tolerances we hand out
     for k, v in dev64.items():
@@ -1126,10 +1474,19 @@ def make_nfnet_fixture():
 # ---------------------------------------------------------------------------------------------
 
 
+OWN_DIRS = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny", "nfnet_tiny"]
+
+
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # Only this generator's own outputs are replaced: other generators (make_image_goldens.py, ...)
+    # write next to them under Tests/Fixtures/.
+    assert [fx["name"] for fx in FIXTURES] + ["nfnet_tiny"] == OWN_DIRS
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in OWN_DIRS:
+        if (OUT / name).exists():
+            shutil.rmtree(OUT / name)
+    if (OUT / "MANIFEST.json").exists():
+        (OUT / "MANIFEST.json").unlink()
     for fx in FIXTURES:
         make_flamingo_fixture(fx)
         print(f"built {fx['name']}", flush=True)
@@ -1152,8 +1509,8 @@ def main():
         "files": {},
     }
     total = 0
-    for p in sorted(OUT.rglob("*")):
-        if p.is_file() and p.name != "MANIFEST.json":
+    for p in sorted(q for name in OWN_DIRS for q in (OUT / name).rglob("*")):
+        if p.is_file():
             rel = p.relative_to(OUT).as_posix()
             manifest["files"][rel] = {"bytes": p.stat().st_size, "sha256": sha256(p)}
             total += p.stat().st_size
@@ -1161,6 +1518,8 @@ def main():
     write_json(OUT / "MANIFEST.json", manifest)
     assert total < 10 * 1024 * 1024, total
     print(f"total {total} bytes in {len(manifest['files'])} files")
+    everything = sum(q.stat().st_size for q in OUT.rglob("*") if q.is_file())
+    print(f"Tests/Fixtures as a whole (all generators): {everything} bytes")
 
 
 if __name__ == "__main__":
