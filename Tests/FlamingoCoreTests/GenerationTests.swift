@@ -88,3 +88,41 @@ final class GenerationTests: XCTestCase {
         }
     }
 }
+
+extension GenerationTests {
+    /// Decoding settings against transformers' generate (through
+    /// Flamingo.generate) on the fixtures: beam search with 3 beams and
+    /// length penalty 0 / 1, no-repeat bigrams, repetition penalty 1.5, and
+    /// prompts whose continuation stops at <|endofchunk|>.
+    func testDecodingSettingsMatchTransformers() throws {
+        for name in FixtureTests.models {
+            for (key, edit) in [("beam3_lp0", { (c: inout GenerationConfig) in c.numBeams = 3; c.lengthPenalty = 0 }),
+                                ("beam3_lp1", { $0.numBeams = 3; $0.lengthPenalty = 1 }),
+                                ("greedy_nr2", { $0.noRepeatNgramSize = 2 }),
+                                ("greedy_rp15", { $0.repetitionPenalty = 1.5 })] {
+                let (seq, f) = try prompt(name)
+                var c = GenerationConfig()
+                c.maxNewTokens = 8
+                c.stopTokens = [f.model.config.tokens.endOfChunk]
+                edit(&c)
+                let want = try f.r("\(key).ids")
+                XCTAssertEqual(try Generator.generate(seq, config: c).tokens, (0..<want.count).map { want.int(at: $0) }, "\(name) \(key)")
+            }
+            for (key, beams, lp) in [("stop.greedy", 1, Float(1)), ("stop.beam3_lp0", 3, 0), ("stop.beam3_lp1", 3, 1)] {
+                let (seq, f) = try prompt(name)
+                seq.truncate(to: 0)
+                let ids = try f.r("stop.input_ids")
+                _ = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) })
+                var c = GenerationConfig()
+                c.maxNewTokens = 8
+                c.numBeams = beams
+                c.lengthPenalty = lp
+                c.stopTokens = [f.model.config.tokens.endOfChunk]
+                let want = try f.r("\(key).ids"), r = try Generator.generate(seq, config: c)
+                let wantIds = (0..<want.count).map { want.int(at: $0) }
+                XCTAssertEqual(r.tokens, wantIds, "\(name) \(key)")
+                XCTAssertEqual(r.stopReason, wantIds.last == c.stopTokens[0] ? .stopToken : .maxTokens, "\(name) \(key)")
+            }
+        }
+    }
+}
