@@ -49,6 +49,79 @@ public final class Flamingo: @unchecked Sendable {
     }
 }
 
+/// New tokens for one sequence in a forward step.
+public struct Step {
+    public let sequence: Sequence
+    public let tokens: [Int]
+    public let valid: [Bool]
+    public init(_ sequence: Sequence, _ tokens: [Int], valid: [Bool]? = nil) {
+        self.sequence = sequence
+        self.tokens = tokens
+        self.valid = valid ?? [Bool](repeating: true, count: tokens.count)
+    }
+}
+
+extension Flamingo {
+    /// Evaluates new tokens of one or more sequences in a single forward
+    /// pass: the matrix products run over the rows of all of them (each
+    /// weight is read once per step, which is what makes batched decoding and
+    /// beam search cheap), attention runs per sequence over its own cache and
+    /// media. Returns each sequence's logits (all rows or the last one).
+    /// Nothing changes if any step is invalid.
+    public func evaluate(_ steps: [Step], allLogits: Bool = false, observe: Sequence.Observer? = nil) throws -> [Buffer] {
+        guard let lead = steps.first else { return [] }
+        guard Set(steps.map { ObjectIdentifier($0.sequence) }).count == steps.count else {
+            throw FlamingoError.invalidArgument("a sequence appears twice in one batch")
+        }
+        for s in steps {
+            guard s.sequence.flamingo === self else { throw FlamingoError.invalidArgument("a sequence of another model is in the batch") }
+            try s.sequence.validate(s)
+        }
+        let lmc = config.languageModel, d = lmc.hiddenSize, vocab = lmc.vocabSize
+        var segments: [BatchSegment] = [], textTimes: [[Int]] = [], row = 0
+        for s in steps {
+            let (start, textTime) = try s.sequence.begin(s)
+            segments.append(BatchSegment(rows: row..<(row + s.tokens.count), start: start, cache: s.sequence.cache))
+            textTimes.append(textTime)
+            row += s.tokens.count
+        }
+        let rows = row, ws = lead.sequence.workspaceForStep
+        let x = lead.sequence.hiddenBuffer(rows * d)
+        for (s, seg) in zip(steps, segments) { lm.embed(s.tokens, into: x.p + seg.rows.lowerBound * d) }
+        observe?("hidden.embed", x.p, rows)
+        for (i, layer) in lm.layers.enumerated() {
+            if let block = crossAttention[i] {
+                ws.reset()
+                let parts = zip(steps, zip(segments, textTimes)).map {
+                    GatedCrossAttention.Rows(rows: $1.0.rows, textTime: $1.1, media: $0.sequence.media(layer: i))
+                }
+                block(x.p, rows: rows, parts: parts, ws: ws)
+                observe?("xattn.\(i)", x.p, rows)
+            }
+            ws.reset()
+            layer(x.p, rows: rows, segments: segments, layer: i, ws: ws)
+            observe?("hidden.\(i)", x.p, rows)
+        }
+        // Final norm and head on the rows whose logits are wanted.
+        let wanted = segments.map { allLogits ? $0.rows : ($0.rows.upperBound - 1)..<$0.rows.upperBound }
+        let count = wanted.reduce(0) { $0 + $1.count }
+        let h = Buffer(count * d), all = Buffer(count * vocab)
+        var o = 0
+        for r in wanted { (h.p + o * d).update(from: x.p + r.lowerBound * d, count: r.count * d); o += r.count }
+        lm.logits(h.p, rows: count, into: all.p)
+        observe?("hidden.final", h.p, count)
+        var out: [Buffer] = [], at = 0
+        for (s, r) in zip(steps, wanted) {
+            let b = Buffer(r.count * vocab)
+            b.p.update(from: all.p + at * vocab, count: r.count * vocab)
+            s.sequence.finish(logits: b.p + (r.count - 1) * vocab)
+            out.append(b)
+            at += r.count
+        }
+        return out
+    }
+}
+
 /// One token sequence being evaluated: its KV cache, its media and the
 /// per-layer media keys/values (computed once when media is set).
 public final class Sequence {
@@ -101,44 +174,49 @@ public final class Sequence {
     /// and returns their logits [rows, vocab], or only the last row's.
     public func evaluate(_ newTokens: [Int], valid: [Bool]? = nil, allLogits: Bool = false,
                          observe: Observer? = nil) throws -> Buffer {
-        let c = flamingo.config, lmc = c.languageModel, d = lmc.hiddenSize, rows = newTokens.count
-        guard rows > 0 else { throw FlamingoError.invalidArgument("no tokens to evaluate") }
-        for t in newTokens where t < 0 || t >= lmc.vocabSize {
+        try flamingo.evaluate([Step(self, newTokens, valid: valid)], allLogits: allLogits, observe: observe)[0]
+    }
+
+    /// Checks a step's tokens and mask against the vocabulary and context.
+    func validate(_ step: Step) throws {
+        let lmc = flamingo.config.languageModel
+        guard !step.tokens.isEmpty else { throw FlamingoError.invalidArgument("no tokens to evaluate") }
+        for t in step.tokens where t < 0 || t >= lmc.vocabSize {
             throw FlamingoError.invalidArgument("token id \(t) is outside the vocabulary [0, \(lmc.vocabSize))")
         }
-        let valid = valid ?? [Bool](repeating: true, count: rows)
-        guard valid.count == rows else { throw FlamingoError.invalidArgument("valid mask has \(valid.count) entries for \(rows) tokens") }
-        let start = try cache.append(valid: valid)
+        guard step.valid.count == step.tokens.count else {
+            throw FlamingoError.invalidArgument("valid mask has \(step.valid.count) entries for \(step.tokens.count) tokens")
+        }
+        guard cache.length + step.tokens.count <= cache.capacity else {
+            throw FlamingoError.invalidArgument("sequence of \(cache.length + step.tokens.count) tokens exceeds the context of \(cache.capacity)")
+        }
+    }
+
+    /// Appends a step's tokens to the cache bookkeeping; returns the
+    /// segment's start position and its rows' text_time.
+    func begin(_ step: Step) throws -> (start: Int, textTime: [Int]) {
+        let c = flamingo.config
+        let start = try cache.append(valid: step.valid)
         // text_time counts <image> tokens over the whole sequence, so decode
         // steps attend to the last image of the prompt (cached-media mode).
-        let all = tokens + newTokens
-        let textTime = Array(GatedCrossAttention.textTime(tokens: all, imageToken: c.tokens.image,
+        tokens += step.tokens
+        let textTime = Array(GatedCrossAttention.textTime(tokens: tokens, imageToken: c.tokens.image,
                                                           semantics: c.crossAttention.mediaSemantics)[start...])
-        if hidden.count < rows * d { hidden = Buffer(rows * d) }
-        let x = hidden
-        flamingo.lm.embed(newTokens, into: x.p)
-        observe?("hidden.embed", x.p, rows)
-        for (i, layer) in flamingo.lm.layers.enumerated() {
-            if let block = flamingo.crossAttention[i] {
-                // Without media the attention part is zero; the gated
-                // feed-forward still applies (spec/30 §1).
-                workspace.reset()
-                block(x.p, rows: rows, textTime: textTime, media: mediaKV[i], ws: workspace)
-                observe?("xattn.\(i)", x.p, rows)
-            }
-            workspace.reset()
-            layer(x.p, rows: rows, start: start, layer: i, cache: cache, ws: workspace)
-            observe?("hidden.\(i)", x.p, rows)
-        }
-        tokens = all
-        let outRows = allLogits ? rows : 1
-        let first = x.p + (rows - outRows) * d
-        let logits = Buffer(outRows * lmc.vocabSize)
-        flamingo.lm.logits(first, rows: outRows, into: logits.p)
-        observe?("hidden.final", first, outRows)
-        lastLogits = Array(UnsafeBufferPointer(start: logits.p + (outRows - 1) * lmc.vocabSize, count: lmc.vocabSize))
-        return logits
+        return (start, textTime)
     }
+
+    func finish(logits: UnsafePointer<Float>) {
+        lastLogits = Array(UnsafeBufferPointer(start: logits, count: flamingo.config.languageModel.vocabSize))
+    }
+
+    var workspaceForStep: Workspace { workspace }
+
+    func hiddenBuffer(_ count: Int) -> Buffer {
+        if hidden.count < count { hidden = Buffer(count) }
+        return hidden
+    }
+
+    func media(layer: Int) -> GatedCrossAttention.MediaKV? { mediaKV[layer] }
 
     /// Returns to an earlier state of this sequence (its length and the
     /// logits it had then): used to undo a failed generation.

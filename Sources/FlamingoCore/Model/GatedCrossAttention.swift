@@ -81,28 +81,34 @@ public final class GatedCrossAttention {
         return MediaKV(kv: kv, tokens: tokens)
     }
 
-    /// x ← x + tanh(α_attn)·xattn(x) ; x ← x + tanh(α_ff)·FF(x), for `rows`
-    /// rows of hidden size D. `textTime[i]` is the 1-based index of the media
-    /// row i attends to (0: none, the output is exactly zero; beyond the
-    /// media count: uniform over all visual tokens, as the reference).
-    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, textTime: [Int], media: MediaKV?,
-                               ws: Workspace) {
-        let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia
-        let tokens = media?.tokens ?? 0, numMedia = tokens / n, eps = Self.eps
+    /// The rows of one sequence in a batched step, with what its text
+    /// attends to: `textTime[i]` is the 1-based index of the media its row i
+    /// sees (0: none, the output is exactly zero; beyond the media count:
+    /// uniform over all visual tokens, as the reference).
+    public struct Rows {
+        public let rows: Range<Int>
+        public let textTime: [Int]
+        public let media: MediaKV?
+    }
+
+    /// x ← x + tanh(α_attn)·xattn(x) ; x ← x + tanh(α_ff)·FF(x), for all
+    /// `rows` rows of hidden size D.
+    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, parts: [Rows], ws: Workspace) {
+        let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia, eps = Self.eps
         let h = ws.take(rows * max(d, inner)), q = ws.take(rows * inner), o = ws.take(rows * inner)
         layerNorm(x, rows: rows, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: h)
         linear(h, m: rows, toQ, into: q)
-        // Without media, or before the first image, o stays zero: the
-        // reference zeroes the attention row (spec/30 §1 step 8). Beyond the
-        // last image every key is masked alike and the softmax is uniform.
-        if let media {
-            attentionBlock(q: q, qStride: inner, k: media.kv.p, v: media.kv.p + inner, kvStride: 2 * inner,
-                           nq: rows, nk: tokens, heads: c.heads, kvHeads: c.heads, headDim: c.dimHead,
+        // Without media o stays zero (spec/30 §1: zeroed attention rows).
+        for part in parts {
+            guard let media = part.media else { continue }
+            let numMedia = media.tokens / n, first = part.rows.lowerBound
+            attentionBlock(q: q + first * inner, qStride: inner, k: media.kv.p, v: media.kv.p + inner, kvStride: 2 * inner,
+                           nq: part.rows.count, nk: media.tokens, heads: c.heads, kvHeads: c.heads, headDim: c.dimHead,
                            scale: 1 / Float(c.dimHead).squareRoot(),
                            select: { i in
-                               let t = textTime[i]
+                               let t = part.textTime[i]
                                return t == 0 ? .none : t <= numMedia ? .range(((t - 1) * n)..<(t * n)) : .uniform
-                           }, out: o, outStride: inner, ws: ws)
+                           }, out: o + first * inner, outStride: inner, ws: ws)
         }
         linear(o, m: rows, toOut, into: h)
         axpy(attnGate, h, into: x, count: rows * d)

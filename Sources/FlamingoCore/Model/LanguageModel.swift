@@ -83,18 +83,35 @@ public struct LanguageModelConfig: Equatable, Sendable {
     }
 }
 
-/// One frozen decoder layer of some LM family. It appends its keys and
-/// values for the new rows to `cache` and updates `x` [rows, D] in place.
-protocol DecoderLayer {
-    func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace)
+/// The rows of one sequence inside a forward step that may batch several
+/// sequences: matrix products run over all rows at once (each weight is read
+/// once per step), attention runs per sequence over its own cache.
+struct BatchSegment {
+    let rows: Range<Int>   // rows of the step's activations
+    let start: Int         // cache position of the first row
+    let cache: KVCache
+
+    /// Copies row r of `src` (stride `stride`, `count` values from `offset`)
+    /// into this sequence's cache buffer `dst` at the row's position.
+    func store(_ src: UnsafePointer<Float>, stride: Int, offset: Int, count: Int, into dst: Buffer) {
+        for (i, r) in rows.enumerated() {
+            (dst.p + (start + i) * cache.width).update(from: src + r * stride + offset, count: count)
+        }
+    }
 }
 
-/// Causal self-attention of `rows` new queries (positions start…) over the
-/// cache, for every head; grouped-query heads share K/V.
-func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache,
+/// One frozen decoder layer of some LM family. It appends each segment's
+/// keys and values to that segment's cache and updates `x` [rows, D] in place.
+protocol DecoderLayer {
+    func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace)
+}
+
+/// Causal self-attention of a segment's queries (q points at its first row)
+/// over its cache, for every head; grouped-query heads share K/V.
+func causalSelfAttention(q: UnsafePointer<Float>, segment seg: BatchSegment, layer: Int,
                          heads: Int, kvHeads: Int, headDim hd: Int, alibiSlopes: [Float]? = nil,
                          ws: Workspace, into o: UnsafeMutablePointer<Float>) {
-    let group = heads / kvHeads, kw = cache.width
+    let group = heads / kvHeads, cache = seg.cache, kw = cache.width, start = seg.start, rows = seg.rows.count
     cache.valid.withUnsafeBufferPointer { valid in
         if rows > 1 {
             attentionBlock(q: q, qStride: heads * hd, k: cache.keys[layer].p, v: cache.values[layer].p, kvStride: kw,
@@ -116,20 +133,21 @@ func causalSelfAttention(q: UnsafePointer<Float>, rows: Int, start: Int, layer: 
 }
 
 /// Rotary embedding, rotate-half convention, on the first `dims` channels of
-/// each head of `x` [rows, heads·headDim], at the cache's position ids.
-func applyRotary(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, cache: KVCache, heads: Int, headDim hd: Int,
+/// each head of a segment's rows of `x` (stride `stride`; x points at the
+/// segment's first row), at the positions of the segment's cache.
+func applyRotary(_ x: UnsafeMutablePointer<Float>, stride: Int, segment seg: BatchSegment, heads: Int, headDim hd: Int,
                  dims: Int, theta: Float) {
     let half = dims / 2
     guard half > 0 else { return }
     var invFreq = [Float](repeating: 0, count: half)
     for i in 0..<half { invFreq[i] = 1 / powf(theta, Float(2 * i) / Float(dims)) }
-    for r in 0..<rows {
-        let pos = Float(cache.positions[start + r])
+    for r in 0..<seg.rows.count {
+        let pos = Float(seg.cache.positions[seg.start + r])
         for i in 0..<half {
             let angle = pos * invFreq[i]
             let c = cosf(angle), s = sinf(angle)
             for h in 0..<heads {
-                let p = x + r * heads * hd + h * hd
+                let p = x + r * stride + h * hd
                 let a = p[i], b = p[i + half]
                 p[i] = a * c - b * s
                 p[i + half] = b * c + a * s

@@ -37,13 +37,13 @@ extension GPTNeoX {
             down = try model.layer(b + ".mlp.dense_4h_to_h")
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace) {
             let d = c.hiddenSize, hd = c.headDim, eps = c.normEps
-            let h = ws.take(rows * d), mixed = ws.take(rows * 3 * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            let h = ws.take(rows * d), mixed = ws.take(rows * 3 * d), o = ws.take(rows * d)
+            let q = ws.take(rows * d), k = ws.take(rows * d), v = ws.take(rows * d)
             layerNorm(x, rows: rows, dim: d, weight: lnIn.weight, bias: lnIn.bias, eps: eps, into: h)
             linear(h, m: rows, qkv.weight, bias: qkv.bias, into: mixed)
             // Per-head interleaved [heads, (q, k, v), headDim].
-            let k = cache.keys[layer].p + start * d, v = cache.values[layer].p + start * d
             for r in 0..<rows { for head in 0..<c.heads {
                 let src = mixed + r * 3 * d + head * 3 * hd, dst = r * d + head * hd
                 (q + dst).update(from: src, count: hd)
@@ -51,10 +51,15 @@ extension GPTNeoX {
                 (v + dst).update(from: src + 2 * hd, count: hd)
             } }
             let rot = Int(Float(hd) * c.rotaryPct)
-            applyRotary(q, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
-            applyRotary(k, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
-            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.heads, headDim: hd, ws: ws, into: o)
+            for s in segments {
+                let first = s.rows.lowerBound * d
+                applyRotary(q + first, stride: d, segment: s, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
+                applyRotary(k + first, stride: d, segment: s, heads: c.heads, headDim: hd, dims: rot, theta: c.ropeTheta)
+                s.store(k, stride: d, offset: 0, count: d, into: s.cache.keys[layer])
+                s.store(v, stride: d, offset: 0, count: d, into: s.cache.values[layer])
+                causalSelfAttention(q: q + first, segment: s, layer: layer, heads: c.heads, kvHeads: c.heads, headDim: hd,
+                                    ws: ws, into: o + first)
+            }
             let attnOut = ws.take(rows * d)
             linear(o, m: rows, dense.weight, bias: dense.bias, into: attnOut)
             if !c.parallelResidual { add(attnOut, into: x, count: rows * d) }

@@ -42,18 +42,23 @@ extension LLaMA {
             down = try model.matrix(b + ".mlp.down_proj.weight")
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
-            let d = c.hiddenSize, hd = c.headDim, kw = cache.width
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace) {
+            let d = c.hiddenSize, hd = c.headDim, kw = c.kvHeads * hd
             let h = ws.take(rows * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            let k = ws.take(rows * kw), v = ws.take(rows * kw)
             rmsNorm(x, rows: rows, dim: d, weight: norm1, eps: c.normEps, into: h)
             linear(h, m: rows, wq, into: q)
-            let k = cache.keys[layer].p + start * kw, v = cache.values[layer].p + start * kw
             linear(h, m: rows, wk, into: k)
             linear(h, m: rows, wv, into: v)
-            applyRotary(q, rows: rows, start: start, cache: cache, heads: c.heads, headDim: hd, dims: hd, theta: c.ropeTheta)
-            applyRotary(k, rows: rows, start: start, cache: cache, heads: c.kvHeads, headDim: hd, dims: hd, theta: c.ropeTheta)
-            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.kvHeads, headDim: hd, ws: ws, into: o)
+            for s in segments {
+                let first = s.rows.lowerBound
+                applyRotary(q + first * d, stride: d, segment: s, heads: c.heads, headDim: hd, dims: hd, theta: c.ropeTheta)
+                applyRotary(k + first * kw, stride: kw, segment: s, heads: c.kvHeads, headDim: hd, dims: hd, theta: c.ropeTheta)
+                s.store(k, stride: kw, offset: 0, count: kw, into: s.cache.keys[layer])
+                s.store(v, stride: kw, offset: 0, count: kw, into: s.cache.values[layer])
+                causalSelfAttention(q: q + first * d, segment: s, layer: layer, heads: c.heads, kvHeads: c.kvHeads,
+                                    headDim: hd, ws: ws, into: o + first * d)
+            }
             linear(o, m: rows, wo, into: h)
             add(h, into: x, count: rows * d)
             rmsNorm(x, rows: rows, dim: d, weight: norm2, eps: c.normEps, into: h)

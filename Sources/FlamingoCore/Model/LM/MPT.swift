@@ -61,24 +61,26 @@ extension MPT {
             slopes = alibiSlopes(heads: config.heads, biasMax: config.alibiBiasMax, family: config.family)
         }
 
-        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, start: Int, layer: Int, cache: KVCache, ws: Workspace) {
+        func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace) {
             let d = c.hiddenSize, eps = c.normEps
-            let h = ws.take(rows * d), qkv = ws.take(rows * 3 * d), q = ws.take(rows * d), o = ws.take(rows * d)
+            let h = ws.take(rows * d), qkv = ws.take(rows * 3 * d), o = ws.take(rows * d)
             layerNorm(x, rows: rows, dim: d, weight: norm1.weight, bias: norm1.bias, eps: eps, into: h)
             linear(h, m: rows, wqkv, into: qkv)
-            for r in 0..<rows {
-                let src = qkv + r * 3 * d
-                (q + r * d).update(from: src, count: d)
-                (cache.keys[layer].p + (start + r) * d).update(from: src + d, count: d)
-                (cache.values[layer].p + (start + r) * d).update(from: src + 2 * d, count: d)
-            }
+            // [Q_all | K_all | V_all]; QK-LayerNorm over the full width.
             if let qLN, let kLN {
-                layerNorm(q, rows: rows, dim: d, weight: qLN.weight, bias: qLN.bias, eps: eps, into: q)
-                let k = cache.keys[layer].p + start * d
-                layerNorm(k, rows: rows, dim: d, weight: kLN.weight, bias: kLN.bias, eps: eps, into: k)
+                for r in 0..<rows {
+                    layerNorm(qkv + r * 3 * d, rows: 1, dim: d, weight: qLN.weight, bias: qLN.bias, eps: eps, into: qkv + r * 3 * d)
+                    layerNorm(qkv + r * 3 * d + d, rows: 1, dim: d, weight: kLN.weight, bias: kLN.bias, eps: eps, into: qkv + r * 3 * d + d)
+                }
             }
-            causalSelfAttention(q: q, rows: rows, start: start, layer: layer, cache: cache, heads: c.heads,
-                                kvHeads: c.heads, headDim: c.headDim, alibiSlopes: slopes, ws: ws, into: o)
+            for s in segments {
+                s.store(qkv, stride: 3 * d, offset: d, count: d, into: s.cache.keys[layer])
+                s.store(qkv, stride: 3 * d, offset: 2 * d, count: d, into: s.cache.values[layer])
+                let q = ws.take(s.rows.count * d)
+                for (i, r) in s.rows.enumerated() { (q + i * d).update(from: qkv + r * 3 * d, count: d) }
+                causalSelfAttention(q: q, segment: s, layer: layer, heads: c.heads, kvHeads: c.heads, headDim: c.headDim,
+                                    alibiSlopes: slopes, ws: ws, into: o + s.rows.lowerBound * d)
+            }
             linear(o, m: rows, outProj, into: h)
             add(h, into: x, count: rows * d)
             layerNorm(x, rows: rows, dim: d, weight: norm2.weight, bias: norm2.bias, eps: eps, into: h)
