@@ -126,3 +126,57 @@ extension GenerationTests {
         }
     }
 }
+
+extension GenerationTests {
+    /// A left-padded batch of two prompts with different lengths and image
+    /// counts, evaluated in one batched forward pass and continued greedily
+    /// together: logits at real positions and the greedy ids match the
+    /// reference's padded batch.
+    func testLeftPaddedBatch() throws {
+        for name in FixtureTests.models {
+            let f = try ReferenceTests.Fixture(name)
+            guard f.ref.tensors["batch.input_ids"] != nil else { continue }
+            let flamingo = try Flamingo(f.model)
+            let ids = try f.r("batch.input_ids"), mask = try f.r("batch.attention_mask"), pixels = try f.r("batch.pixels")
+            let rows = ids.shape[0], length = ids.shape[1], slots = pixels.shape[1]
+            let image = f.model.config.tokens.image, vocab = f.model.config.languageModel.vocabSize
+            let imageFloats = pixels.count / (rows * slots)
+            let pix = Buffer(pixels.floats())
+            var steps: [Step] = []
+            for r in 0..<rows {
+                let tokens = (0..<length).map { ids.int(at: r * length + $0) }
+                let valid = (0..<length).map { mask.int(at: r * length + $0) == 1 }
+                let images = zip(tokens, valid).filter { $0.0 == image && $0.1 }.count
+                let seq = flamingo.makeSequence()
+                let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p + r * slots * imageFloats, count: images) }
+                seq.setMedia(visual.p, count: images)
+                steps.append(Step(seq, tokens, valid: valid))
+            }
+            let logits = try flamingo.evaluate(steps, allLogits: true)
+            let want = try f.r("batch.logits")
+            for r in 0..<rows {
+                for p in 0..<length where steps[r].valid[p] {
+                    let off = (r * length + p) * vocab
+                    assertClose(logits[r].p + p * vocab, want, offset: off, count: vocab, "\(name) batch row \(r) position \(p)")
+                }
+            }
+            var c = GenerationConfig()
+            c.maxNewTokens = 8
+            let results = try Generator.generate(batch: steps.map(\.sequence), config: c)
+            let greedy = try f.r("batch.greedy.ids")
+            for r in 0..<rows {
+                XCTAssertEqual(results[r].tokens, (0..<8).map { greedy.int(at: r * 8 + $0) }, "\(name) batch row \(r) greedy")
+            }
+        }
+    }
+
+    func assertClose(_ got: UnsafePointer<Float>, _ want: TensorView, offset: Int, count: Int, _ what: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        var maxDiff: Float = 0, maxRef: Float = 0
+        for i in 0..<count {
+            maxDiff = max(maxDiff, abs(got[i] - want.float(at: offset + i)))
+            maxRef = max(maxRef, abs(want.float(at: offset + i)))
+        }
+        XCTAssertLessThanOrEqual(maxDiff / maxRef, ReferenceTests.tolerance, "\(what): max|Δ| \(maxDiff)", file: file, line: line)
+    }
+}

@@ -38,24 +38,66 @@ public enum Generator {
     }
 
     static func sampleOrGreedy(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
-        var rng = RandomSource(seed: c.seed)
-        var out: [Int] = []
-        while true {
-            var scores = seq.lastLogits
-            LogitsProcessing.process(&scores, sequence: seq.tokens, generated: out.count, config: c)
-            let next: Int
-            if c.doSample {
-                LogitsProcessing.warp(&scores, config: c)
-                next = rng.sample(LogitsProcessing.softmaxed(scores))
-            } else {
-                next = LogitsProcessing.argmax(scores)
-            }
-            out.append(next)
-            _ = try seq.evaluate([next])
-            if let onToken, !onToken(next) { return Result(tokens: out, stopReason: .cancelled) }
-            if c.stopTokens.contains(next) { return Result(tokens: out, stopReason: .stopToken) }
-            if out.count >= c.maxNewTokens { return Result(tokens: out, stopReason: .maxTokens) }
+        try sampleOrGreedy([seq], c, onToken.map { cb in { _, t in cb(t) } })[0]
+    }
+
+    /// Greedy or sampled continuation of several evaluated sequences at once
+    /// (e.g. a left-padded batch of prompts): every step evaluates the next
+    /// token of all unfinished sequences in one batched forward pass. Each
+    /// sequence draws from its own random stream (seed + index). Beam search
+    /// is per prompt (its beams are batched internally).
+    public static func generate(batch seqs: [Sequence], config c: GenerationConfig,
+                                onToken: ((Int, Int) -> Bool)? = nil) throws -> [Result] {
+        guard c.numBeams == 1 else {
+            return try seqs.enumerated().map { i, s in try generate(s, config: c, onToken: onToken.map { cb in { cb(i, $0) } }) }
         }
+        guard let first = seqs.first else { return [] }
+        try c.validate(vocabSize: first.flamingo.config.languageModel.vocabSize)
+        for s in seqs {
+            guard !s.lastLogits.isEmpty else { throw FlamingoError.invalidArgument("evaluate every prompt before generating") }
+            guard s.length + c.maxNewTokens <= s.cache.capacity else {
+                throw FlamingoError.invalidArgument("prompt of \(s.length) tokens plus max_new_tokens \(c.maxNewTokens) exceeds the context of \(s.cache.capacity)")
+            }
+        }
+        if c.maxNewTokens == 0 { return seqs.map { _ in Result(tokens: [], stopReason: .maxTokens) } }
+        let saved = seqs.map { ($0.length, $0.lastLogits) }
+        do {
+            return try sampleOrGreedy(seqs, c, onToken)
+        } catch {
+            for (s, (length, logits)) in zip(seqs, saved) { s.restore(length: length, lastLogits: logits) }
+            throw error
+        }
+    }
+
+    static func sampleOrGreedy(_ seqs: [Sequence], _ c: GenerationConfig, _ onToken: ((Int, Int) -> Bool)?) throws -> [Result] {
+        var rngs = seqs.indices.map { RandomSource(seed: c.seed &+ UInt64($0)) }
+        var out = [[Int]](repeating: [], count: seqs.count)
+        var reason = [StopReason?](repeating: nil, count: seqs.count)
+        while true {
+            var steps: [Step] = []
+            for (i, seq) in seqs.enumerated() where reason[i] == nil {
+                var scores = seq.lastLogits
+                LogitsProcessing.process(&scores, sequence: seq.tokens, generated: out[i].count, config: c)
+                let next: Int
+                if c.doSample {
+                    LogitsProcessing.warp(&scores, config: c)
+                    next = rngs[i].sample(LogitsProcessing.softmaxed(scores))
+                } else {
+                    next = LogitsProcessing.argmax(scores)
+                }
+                out[i].append(next)
+                steps.append(Step(seq, [next]))
+            }
+            if steps.isEmpty { break }
+            _ = try seqs[0].flamingo.evaluate(steps)
+            for (i, seq) in seqs.enumerated() where reason[i] == nil && steps.contains(where: { $0.sequence === seq }) {
+                let next = out[i][out[i].count - 1]
+                if let onToken, !onToken(i, next) { reason[i] = .cancelled }
+                else if c.stopTokens.contains(next) { reason[i] = .stopToken }
+                else if out[i].count >= c.maxNewTokens { reason[i] = .maxTokens }
+            }
+        }
+        return zip(out, reason).map { Result(tokens: $0, stopReason: $1 ?? .maxTokens) }
     }
 
     /// Hugging Face's (transformers 5) beam search for one prompt: per step
@@ -122,10 +164,11 @@ public enum Generator {
             if !improvable || (finished.allSatisfy(\.done) && c.earlyStopping) || hits.allSatisfy({ $0 }) { break }
 
             // Each parent is reused once and copied for further children; all
-            // copies are taken before any beam advances.
+            // copies are taken before the beams advance together in one
+            // batched step (the weights are read once for all beams).
             var used = Set<Int>()
             running = next.map { cand in used.insert(cand.1).inserted ? running[cand.1] : running[cand.1].copy() }
-            for (s, cand) in zip(running, next) { _ = try s.evaluate([cand.2]) }
+            _ = try seq.flamingo.evaluate(zip(running, next).map { Step($0, [$1.2]) })
         }
 
         let best = finished[0].tokens
