@@ -189,7 +189,9 @@ typedef struct flamingo_model_params {
     int32_t device_index;          /* global device index, as passed to
                                       flamingo_device_get_info; -1 = the backend's
                                       default device (default -1) */
-    uint32_t n_threads;            /* CPU threads; 0 = one per core (default 0) */
+    uint32_t n_threads;            /* CPU threads; 0 = one per core (default 0). The CPU
+                                      thread pools are per process: the latest load
+                                      with a non-zero value sets them. */
 } flamingo_model_params;
 
 /* Fills `*params` with defaults. The caller passes sizeof its struct, which
@@ -394,6 +396,20 @@ flamingo_status flamingo_generate_default_params(flamingo_generate_params *param
 flamingo_status flamingo_session_generate(flamingo_session *session, const flamingo_generate_params *params,
                                           int32_t *out_tokens, size_t capacity, size_t *out_count,
                                           flamingo_stop_reason *out_reason);
+
+/* Generates continuations of `n_sessions` evaluated sessions together: each
+ * step evaluates the next token of every unfinished session in one batched
+ * forward pass, so the weights are read once per step for all of them. The
+ * sessions may hold prompts of different lengths (no padding is needed) and
+ * must belong to the same model and be distinct. Session i writes its tokens
+ * to out_tokens[i·capacity …], their number to out_counts[i] and why it
+ * stopped to out_reasons[i] (out_reasons may be NULL). With do_sample, session
+ * i uses seed + i. With num_beams > 1 the sessions are searched one after the
+ * other. The callback is not called. Errors as flamingo_session_generate;
+ * on error every session is unchanged. */
+flamingo_status flamingo_batch_generate(flamingo_session *const *sessions, size_t n_sessions,
+                                        const flamingo_generate_params *params, int32_t *out_tokens,
+                                        size_t capacity, size_t *out_counts, flamingo_stop_reason *out_reasons);
 
 #ifdef __cplusplus
 }

@@ -258,6 +258,7 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
             throw FlamingoError.invalidArgument("unknown backend \(p.backend)")
         }
         guard let dir = String(validatingCString: path) else { throw FlamingoError.invalidArgument("path is not valid UTF-8") }
+        if p.n_threads > 0 { Threads.set(Int(p.n_threads)) }
         let handle = try ModelHandle(model: try Model(directory: dir), params: p)
         out.pointee = models.register(handle)
     }

@@ -163,6 +163,50 @@ public func capiGenerateDefaultParams(_ params: UnsafeMutableRawPointer?, _ stru
     }
 }
 
+/// The engine's decoding settings from the C params struct.
+func generationConfig(_ p: flamingo_generate_params, _ f: Flamingo) -> GenerationConfig {
+    let tokens = f.config.tokens
+    var c = GenerationConfig()
+    c.maxNewTokens = Int(p.max_new_tokens)
+    c.minNewTokens = Int(p.min_new_tokens)
+    c.doSample = p.do_sample != 0
+    c.temperature = p.temperature
+    c.topK = Int(p.top_k)
+    c.topP = p.top_p
+    c.seed = p.seed
+    c.numBeams = Int(p.num_beams)
+    c.lengthPenalty = p.length_penalty
+    c.earlyStopping = p.early_stopping != 0
+    c.noRepeatNgramSize = Int(p.no_repeat_ngram_size)
+    c.repetitionPenalty = p.repetition_penalty
+    if p.stop_at_endofchunk != 0 { c.stopTokens.append(tokens.endOfChunk) }
+    if p.stop_at_eos != 0, let eos = tokens.eos, eos != tokens.endOfChunk { c.stopTokens.append(eos) }
+    return c
+}
+
+@c(flamingo_batch_generate)
+public func capiBatchGenerate(_ list: UnsafePointer<OpaquePointer?>?, _ n: Int, _ params: UnsafeRawPointer?,
+                              _ out: UnsafeMutablePointer<Int32>?, _ capacity: Int,
+                              _ outCounts: UnsafeMutablePointer<Int>?, _ outReasons: UnsafeMutablePointer<Int32>?) -> Int32 {
+    capi("flamingo_batch_generate") {
+        guard let list else { throw FlamingoError.invalidArgument("sessions is NULL") }
+        guard n > 0 && n <= 4096 else { throw FlamingoError.invalidArgument("n_sessions \(n) must be in 1…4096") }
+        let seqs = try (0..<n).map { try sessions.get(list[$0]).sequence }
+        guard let first = seqs.first, seqs.allSatisfy({ $0.flamingo === first.flamingo }) else {
+            throw FlamingoError.invalidArgument("the sessions belong to different models")
+        }
+        let p = try readParams(params, defaultGenerateParams(), "params")
+        guard let out, let outCounts else { throw FlamingoError.invalidArgument("out_tokens or out_counts is NULL") }
+        try requireCapacity(capacity, Int(p.max_new_tokens), "capacity per session")
+        let results = try Generator.generate(batch: seqs, config: generationConfig(p, first.flamingo))
+        for (i, r) in results.enumerated() {
+            for (j, t) in r.tokens.enumerated() { out[i * capacity + j] = Int32(t) }
+            outCounts[i] = r.tokens.count
+            outReasons?[i] = r.stopReason.rawValue
+        }
+    }
+}
+
 @c(flamingo_session_generate)
 public func capiSessionGenerate(_ session: OpaquePointer?, _ params: UnsafeRawPointer?,
                                 _ out: UnsafeMutablePointer<Int32>?, _ capacity: Int,
@@ -172,22 +216,7 @@ public func capiSessionGenerate(_ session: OpaquePointer?, _ params: UnsafeRawPo
         let p = try readParams(params, defaultGenerateParams(), "params")
         guard let out, let outCount else { throw FlamingoError.invalidArgument("out_tokens or out_count is NULL") }
         try requireCapacity(capacity, Int(p.max_new_tokens), "out_tokens")
-        let tokens = seq.flamingo.config.tokens
-        var c = GenerationConfig()
-        c.maxNewTokens = Int(p.max_new_tokens)
-        c.minNewTokens = Int(p.min_new_tokens)
-        c.doSample = p.do_sample != 0
-        c.temperature = p.temperature
-        c.topK = Int(p.top_k)
-        c.topP = p.top_p
-        c.seed = p.seed
-        c.numBeams = Int(p.num_beams)
-        c.lengthPenalty = p.length_penalty
-        c.earlyStopping = p.early_stopping != 0
-        c.noRepeatNgramSize = Int(p.no_repeat_ngram_size)
-        c.repetitionPenalty = p.repetition_penalty
-        if p.stop_at_endofchunk != 0 { c.stopTokens.append(tokens.endOfChunk) }
-        if p.stop_at_eos != 0, let eos = tokens.eos, eos != tokens.endOfChunk { c.stopTokens.append(eos) }
+        let c = generationConfig(p, seq.flamingo)
         let callback = p.callback, user = p.callback_user_data
         let result = try Generator.generate(seq, config: c, onToken: callback.map { cb in { cb(Int32($0), user) == 0 } })
         for (i, t) in result.tokens.enumerated() { out[i] = Int32(t) }

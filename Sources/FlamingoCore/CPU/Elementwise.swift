@@ -1,4 +1,5 @@
 import CFlamingoKernels
+import COpenBLAS
 import Dispatch
 import Glibc
 
@@ -83,7 +84,13 @@ func parallelChunks(_ n: Int, _ body: (Range<Int>) -> Void) {
     }
 }
 
-/// Worker count for the element-wise kernels (OpenBLAS runs its own pool).
+/// CPU thread count, per process: OpenBLAS's pool for the matrix products
+/// and the chunking of the element-wise kernels.
 public enum Threads {
-    nonisolated(unsafe) public static var count: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    nonisolated(unsafe) public private(set) static var count: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    public static func set(_ n: Int) {
+        count = max(1, n)
+        openblas_set_num_threads(Int32(count))
+    }
 }
