@@ -1,3 +1,5 @@
+import Glibc
+
 /// The whole model (spec/00 §2): vision encoder → Perceiver Resampler →
 /// gated cross-attention blocks interleaved with the frozen LM layers.
 public final class Flamingo: @unchecked Sendable {
@@ -8,6 +10,8 @@ public final class Flamingo: @unchecked Sendable {
     let lm: LanguageModel
     /// Gated cross-attention block before decoder layer i, if any.
     let crossAttention: [GatedCrossAttention?]
+    /// The model's tokenizer, when the directory has one.
+    public let tokenizer: Tokenizer?
 
     public init(_ model: Model) throws {
         self.model = model
@@ -16,6 +20,7 @@ public final class Flamingo: @unchecked Sendable {
         vision = try VisionTransformer(model, config: c.vision, prefix: "vision_encoder")
         resampler = try PerceiverResampler(model, config: c.resampler, prefix: "perceiver")
         lm = try LanguageModel(model, config: c.languageModel, prefix: "lang_encoder")
+        tokenizer = try Self.loadTokenizer(model)
         let blocks = Set(c.crossAttentionLayers)
         crossAttention = try (0..<c.languageModel.layers).map { i in
             guard blocks.contains(i) else { return nil }
@@ -23,6 +28,27 @@ public final class Flamingo: @unchecked Sendable {
                                            prefix: "lang_encoder.\(c.languageModel.layersPath).\(i).gated_cross_attn_layer",
                                            latentsPerMedia: c.resampler.numLatents)
         }
+    }
+
+    /// Loads tokenizer.json when present and checks that its special tokens
+    /// have the ids config.json states.
+    static func loadTokenizer(_ model: Model) throws -> Tokenizer? {
+        let path = model.tokenizerPath
+        guard access(path, F_OK) == 0 else { return nil }
+        let t = try withContext(model.config.tokenizerFile) { try Tokenizer(path: path) }
+        let tokens = model.config.tokens
+        for (name, id) in [("<image>", tokens.image), ("<|endofchunk|>", tokens.endOfChunk)] {
+            guard let found = t.id(of: name) else {
+                throw FlamingoError.invalidFormat("\(model.config.tokenizerFile) has no \(name) token")
+            }
+            guard found == id else {
+                throw FlamingoError.invalidFormat("\(model.config.tokenizerFile) maps \(name) to \(found) but config.json says \(id)")
+            }
+        }
+        guard t.vocabSize <= model.config.languageModel.vocabSize else {
+            throw FlamingoError.invalidFormat("\(model.config.tokenizerFile) has \(t.vocabSize) tokens, more than the model's vocabulary of \(model.config.languageModel.vocabSize)")
+        }
+        return t
     }
 
     /// Visual tokens per media item.
