@@ -411,6 +411,108 @@ flamingo_status flamingo_batch_generate(flamingo_session *const *sessions, size_
                                         const flamingo_generate_params *params, int32_t *out_tokens,
                                         size_t capacity, size_t *out_counts, flamingo_stop_reason *out_reasons);
 
+/* ------------------------------------------------------------------------ */
+/* Text                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* The functions below that return text or tokens into a caller buffer follow
+ * the snprintf rule: *out_count / *out_len always receives the full size, at
+ * most `capacity` items are written, and a caller whose buffer was too small
+ * calls again with a larger one. */
+
+#define FLAMINGO_TOKENIZE_ADD_SPECIAL 1u /* add BOS etc. as the tokenizer's post-processor does */
+
+/* Tokenizes `text_len` bytes of UTF-8 `text` (NUL not needed) with the
+ * model's tokenizer.json, matching Hugging Face tokenizers exactly: special
+ * tokens such as <image> and <|endofchunk|> in the text become their ids.
+ * Errors: INVALID_ARGUMENT (NULL pointers, invalid UTF-8, unknown flags),
+ * UNSUPPORTED (the model directory has no tokenizer). Thread-safe. */
+flamingo_status flamingo_tokenize(const flamingo_model *model, const char *text, size_t text_len, uint32_t flags,
+                                  int32_t *out_tokens, size_t capacity, size_t *out_count);
+
+#define FLAMINGO_DETOKENIZE_SKIP_SPECIAL 1u /* leave out special tokens */
+
+/* Decodes tokens into UTF-8 text, NUL-terminated when capacity > 0;
+ * *out_len is the length without the NUL. Errors: INVALID_ARGUMENT (NULL
+ * pointers, an id outside the vocabulary), UNSUPPORTED. Thread-safe. */
+flamingo_status flamingo_detokenize(const flamingo_model *model, const int32_t *tokens, size_t n_tokens,
+                                    uint32_t flags, char *out_text, size_t capacity, size_t *out_len);
+
+/* Incremental decoding for streaming: push tokens one at a time and receive
+ * only newly completed text, never half a UTF-8 character, and the same text
+ * a full decode gives. One detokenizer per stream; not thread-safe. */
+typedef struct flamingo_detokenizer flamingo_detokenizer;
+
+/* Creates a detokenizer for `model` (flags: FLAMINGO_DETOKENIZE_*). It keeps
+ * the model's tokenizer alive. Errors: INVALID_ARGUMENT, UNSUPPORTED. */
+flamingo_status flamingo_detokenizer_init(const flamingo_model *model, uint32_t flags,
+                                          flamingo_detokenizer **out_detokenizer);
+
+/* Releases a detokenizer. NULL is a no-op. */
+void flamingo_detokenizer_free(flamingo_detokenizer *detokenizer);
+
+/* Feeds one token; the text it completes (often "", possibly several
+ * characters) goes to out_text, NUL-terminated, and its length to *out_len.
+ * If capacity is not larger than that length the call fails with
+ * BUFFER_TOO_SMALL, *out_len is not set, and the token is not consumed (push
+ * it again with a larger buffer; 64 bytes is enough for any single token of
+ * the released tokenizers). Errors: INVALID_ARGUMENT (NULL, id out of range),
+ * BUFFER_TOO_SMALL. */
+flamingo_status flamingo_detokenizer_push(flamingo_detokenizer *detokenizer, int32_t token, char *out_text,
+                                          size_t capacity, size_t *out_len);
+
+/* ------------------------------------------------------------------------ */
+/* Media and interleaved prompts                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t flamingo_media_kind;
+enum {
+    FLAMINGO_MEDIA_FILE = 0,          /* `path`: a JPEG or PNG file */
+    FLAMINGO_MEDIA_ENCODED = 1,       /* `data`, `size` bytes: a JPEG or PNG in memory */
+    FLAMINGO_MEDIA_RGB = 2,           /* `data`: width × height × channels bytes, 8-bit,
+                                         channels 3 (RGB) or 4 (RGBA), rows top to bottom */
+    FLAMINGO_MEDIA_PIXELS = 3,        /* `data`: `size` floats, a preprocessed image
+                                         [3][image_size][image_size] */
+    FLAMINGO_MEDIA_VISUAL_TOKENS = 4  /* `data`: `size` floats, [num_latents][visual_dim]
+                                         from flamingo_model_encode_images */
+};
+
+/* One media item of a prompt. Images are decoded (EXIF orientation applied,
+ * grayscale/CMYK/alpha converted as Pillow does), resized and normalised
+ * exactly as the reference's CLIP preprocessing, then encoded. */
+typedef struct flamingo_media {
+    uint32_t struct_size;          /* sizeof(flamingo_media) */
+    flamingo_media_kind kind;
+    const char *path;              /* FILE */
+    const void *data;              /* ENCODED, RGB, PIXELS, VISUAL_TOKENS */
+    size_t size;                   /* bytes (ENCODED, RGB) or floats (PIXELS, VISUAL_TOKENS) */
+    uint32_t width;                /* RGB */
+    uint32_t height;               /* RGB */
+    uint32_t channels;             /* RGB */
+} flamingo_media;
+
+/* Replaces the session's sequence with `prompt` (UTF-8, NUL-terminated, with
+ * one <image> marker per media item, e.g.
+ * "<image>An image of two cats.<|endofchunk|><image>An image of") and its
+ * media, in order, then evaluates it; `logits` (vocab_size floats, may be
+ * NULL) receives the last position's logits. `media` is an array of n_media
+ * items laid out with stride media[0].struct_size. Afterwards
+ * flamingo_session_generate continues the prompt. Errors: INVALID_ARGUMENT
+ * (NULL pointers, invalid UTF-8, marker count different from n_media, bad
+ * item fields or sizes, prompt longer than the context), IO (unreadable
+ * file), INVALID_FORMAT (undecodable image), UNSUPPORTED (image too large,
+ * no tokenizer), BUFFER_TOO_SMALL; on error the session is unchanged. */
+flamingo_status flamingo_session_set_prompt(flamingo_session *session, const char *prompt,
+                                            const flamingo_media *media, size_t n_media,
+                                            float *logits, size_t logits_count);
+
+/* Decodes and preprocesses one image item (FILE, ENCODED or RGB) into
+ * `out_pixels`: [3][image_size][image_size] floats, CLIP-normalised, as the
+ * reference. Errors: INVALID_ARGUMENT, IO, INVALID_FORMAT, UNSUPPORTED,
+ * BUFFER_TOO_SMALL. Thread-safe. */
+flamingo_status flamingo_model_preprocess_image(const flamingo_model *model, const flamingo_media *image,
+                                                float *out_pixels, size_t out_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,7 +16,7 @@ public enum MediaInput {
 extension Flamingo {
     /// The CLIP input for one media item that needs the vision encoder, or
     /// nil when the item is already visual tokens.
-    func preprocess(_ item: MediaInput) throws -> [Float]? {
+    public func preprocess(_ item: MediaInput) throws -> [Float]? {
         let p = config.preprocess, s = p.imageSize
         func clip(_ image: RGBImage) throws -> [Float] {
             try CLIPPreprocess.apply(image, size: s, mean: p.mean, std: p.std)
@@ -75,11 +75,15 @@ extension Flamingo {
 
 extension Sequence {
     /// Replaces the sequence with `prompt` and its media and evaluates it;
-    /// returns the prompt's logits (last position, or all).
+    /// returns the prompt's logits (last position, or all). Everything that
+    /// can fail is checked before the sequence changes.
     @discardableResult
     public func setPrompt(_ prompt: String, media: [MediaInput], allLogits: Bool = false) throws -> Buffer {
         let ids = try flamingo.tokenize(prompt: prompt, mediaCount: media.count)
         guard !ids.isEmpty else { throw FlamingoError.invalidArgument("the prompt is empty") }
+        guard ids.count <= cache.capacity else {
+            throw FlamingoError.invalidArgument("the prompt has \(ids.count) tokens, more than the context of \(cache.capacity)")
+        }
         let visual = try flamingo.visualTokens(for: media)
         truncate(to: 0)
         setMedia(visual.p, count: media.count)
