@@ -13,6 +13,11 @@ let package = Package(
     name: "flamingo",
     products: [
         .library(name: "flamingo", type: .dynamic, targets: ["FlamingoCAPI"]),
+        // Installed as `flamingo` by CMake (a product cannot share the library's name).
+        .executable(name: "flamingo-cli", targets: ["FlamingoCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // C helpers Swift cannot express: per-thread error strings, the
@@ -28,6 +33,9 @@ let package = Package(
                 swiftSettings: simdSwift),
         .target(name: "FlamingoCAPI", dependencies: ["FlamingoCore", "CFlamingoSupport"],
                 swiftSettings: simdSwift),
+        .executableTarget(name: "FlamingoCLI",
+                          dependencies: ["FlamingoCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: simdSwift),
         .testTarget(name: "FlamingoCoreTests", dependencies: ["FlamingoCore", "FlamingoCAPI"],
                     swiftSettings: simdSwift),
     ],

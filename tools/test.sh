@@ -52,6 +52,7 @@ suite "cmake build + install" tools/build.sh
 suite "exports and dependencies" exports_only_c_abi
 suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "$lib" "${fixtures[@]}"
 suite "C example (pkg-config)" c_example_pkg_config
+suite "flamingo CLI" Tests/cli/run.sh "$prefix/bin/flamingo"
 suite "C consumer (find_package)" c_example_find_package
 suite "Python binding" python_binding
 suite "Rust crate" rust_crate

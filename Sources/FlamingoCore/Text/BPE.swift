@@ -36,10 +36,11 @@ final class BPEModel {
     /// (a long word is only cut between such characters).
     private let bmpInVocab: [Bool]
 
-    /// Mutable state, guarded by the owning Tokenizer's lock. Methods move it
-    /// into a local for the duration of a word: touching class properties in
-    /// the inner loops would cost a dynamic exclusivity check per access.
-    private struct State {
+    /// Mutable state (word cache, scratch buffers), guarded by the owning
+    /// Tokenizer's lock. withState moves it into a local for a whole encode
+    /// call: touching class properties in the inner loops would cost a
+    /// dynamic exclusivity check per access.
+    struct State {
         var cache = ByteTable(capacity: 4096)
         var cacheIds: [Int32] = []
         var symbolIds: [Int32] = []
@@ -48,8 +49,17 @@ final class BPEModel {
         var symbolNext: [Int32] = []
         var heap: [UInt64] = []
         var piece: [UInt8] = []
+        /// The pre-tokeniser's copy of the current piece.
+        var text: [UInt8] = []
     }
-    private var state = State()
+    private var state: State? = State()
+
+    func withState<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        var st = state ?? State()
+        state = nil
+        defer { state = st }
+        return try body(&st)
+    }
     private let cacheLimit = 200_000
 
     /// Words at least this long are cut before merging (tests disable it to
@@ -102,8 +112,8 @@ final class BPEModel {
         guard let list = m.field("merges")?.value.array else {
             throw FlamingoError.invalidFormat("tokenizer.json: model.merges must be an array")
         }
-        var merges = PairTable(capacity: list.count)
-        var joinable = PairTable(capacity: list.count)
+        let merges = PairTable(capacity: list.count)
+        let joinable = PairTable(capacity: list.count)
         let prefixLength = subwordPrefix?.count ?? 0
         for (rank, item) in list.enumerated() {
             let a: [UInt8], b: [UInt8]
@@ -148,20 +158,17 @@ final class BPEModel {
     }
 
     func clearCache() {
-        state.cache.removeAll()
-        state.cacheIds.removeAll(keepingCapacity: true)
+        state?.cache.removeAll()
+        state?.cacheIds.removeAll(keepingCapacity: true)
     }
 
     /// Appends the ids of one pre-tokenised word.
-    func tokenize(_ word: UnsafeBufferPointer<UInt8>, into out: inout [Int]) throws {
+    func tokenize(_ word: UnsafeBufferPointer<UInt8>, _ st: inout State, into out: inout [Int]) throws {
         guard word.count > 0 else { return }
         if ignoreMerges, let id = vocab.find(word) {
             out.append(Int(id))
             return
         }
-        var st = State()
-        swap(&st, &state)
-        defer { swap(&st, &state) }
         if canCut && word.count >= cutThreshold {
             var start = 0
             var prev: UInt32 = 0
@@ -290,81 +297,84 @@ final class BPEModel {
         for k in 0..<st.symbolIds.count where st.symbolLen[k] != 0 { out.append(Int(st.symbolIds[k])) }
     }
 
-    @inline(__always)
-    private func mergeRank(_ a: Int32, _ b: Int32) -> (Int32, Int32)? {
-        merges.find(PairTable.key(UInt32(bitPattern: a), UInt32(bitPattern: b)))
-    }
-
     /// word.rs merge_all. The queue is a binary min-heap of
     /// (rank << 32 | position): HF's orders by rank, then position, and an
     /// entry is still valid when the pair now at its position has the same
-    /// rank (a rank names one pair).
+    /// rank (a rank names one pair). Each merge pushes at most two entries,
+    /// so 3n slots always suffice.
     private func mergeSymbols(_ st: inout State) {
         let n = st.symbolIds.count
         guard n > 1 else { return }
-        st.symbolPrev.removeAll(keepingCapacity: true)
-        st.symbolNext.removeAll(keepingCapacity: true)
-        for k in 0..<n {
-            st.symbolPrev.append(Int32(k - 1))
-            st.symbolNext.append(k + 1 < n ? Int32(k + 1) : -1)
+        if st.symbolPrev.count < n {
+            st.symbolPrev = [Int32](repeating: 0, count: 2 * n)
+            st.symbolNext = [Int32](repeating: 0, count: 2 * n)
         }
-        var heap = st.heap
-        st.heap = []
-        heap.removeAll(keepingCapacity: true)
-        func push(_ x: UInt64) {
-            heap.append(x)
-            var c = heap.count - 1
-            while c > 0 {
-                let p = (c - 1) >> 1
-                if heap[p] <= x { break }
-                heap[c] = heap[p]
-                c = p
+        if st.heap.count < 3 * n { st.heap = [UInt64](repeating: 0, count: 6 * n) }
+        let merges = self.merges
+        st.symbolIds.withUnsafeMutableBufferPointer { ids in
+        st.symbolLen.withUnsafeMutableBufferPointer { len in
+        st.symbolPrev.withUnsafeMutableBufferPointer { prev in
+        st.symbolNext.withUnsafeMutableBufferPointer { next in
+        st.heap.withUnsafeMutableBufferPointer { heap in
+            var count = 0
+            @inline(__always) func rank(_ a: Int32, _ b: Int32) -> (Int32, Int32)? {
+                merges.find(PairTable.key(UInt32(bitPattern: a), UInt32(bitPattern: b)))
             }
-            heap[c] = x
-        }
-        func pop() -> UInt64? {
-            guard let last = heap.popLast() else { return nil }
-            guard !heap.isEmpty else { return last }
-            let top = heap[0]
-            var c = 0
-            let count = heap.count
-            while true {
-                var k = 2 * c + 1
-                if k >= count { break }
-                if k + 1 < count && heap[k + 1] < heap[k] { k += 1 }
-                if heap[k] >= last { break }
-                heap[c] = heap[k]
-                c = k
+            @inline(__always) func push(_ x: UInt64) {
+                var c = count
+                count += 1
+                while c > 0 {
+                    let p = (c - 1) >> 1
+                    if heap[p] <= x { break }
+                    heap[c] = heap[p]
+                    c = p
+                }
+                heap[c] = x
             }
-            heap[c] = last
-            return top
-        }
-        for k in 0..<(n - 1) {
-            if let (rank, _) = mergeRank(st.symbolIds[k], st.symbolIds[k + 1]) {
-                push(UInt64(UInt32(rank)) << 32 | UInt64(k))
+            @inline(__always) func pop() -> UInt64 {
+                let top = heap[0]
+                count -= 1
+                let last = heap[count]
+                var c = 0
+                while true {
+                    var k = 2 * c + 1
+                    if k >= count { break }
+                    if k + 1 < count && heap[k + 1] < heap[k] { k += 1 }
+                    if heap[k] >= last { break }
+                    heap[c] = heap[k]
+                    c = k
+                }
+                heap[c] = last
+                return top
             }
-        }
-        while let top = pop() {
-            let pos = Int(top & 0xFFFF_FFFF)
-            let rank = Int32(truncatingIfNeeded: top >> 32)
-            if st.symbolLen[pos] == 0 { continue }
-            let next = Int(st.symbolNext[pos])
-            if next < 0 { continue }
-            guard let (r, newId) = mergeRank(st.symbolIds[pos], st.symbolIds[next]), r == rank else { continue }
-            st.symbolIds[pos] = newId
-            st.symbolLen[pos] += st.symbolLen[next]
-            st.symbolLen[next] = 0
-            let after = st.symbolNext[next]
-            st.symbolNext[pos] = after
-            if after >= 0 { st.symbolPrev[Int(after)] = Int32(pos) }
-            let before = Int(st.symbolPrev[pos])
-            if before >= 0, let (r2, _) = mergeRank(st.symbolIds[before], newId) {
-                push(UInt64(UInt32(r2)) << 32 | UInt64(before))
+            for k in 0..<n {
+                prev[k] = Int32(k - 1)
+                next[k] = k + 1 < n ? Int32(k + 1) : -1
             }
-            if after >= 0, let (r3, _) = mergeRank(newId, st.symbolIds[Int(after)]) {
-                push(UInt64(UInt32(r3)) << 32 | UInt64(pos))
+            for k in 0..<(n - 1) {
+                if let (r, _) = rank(ids[k], ids[k + 1]) { push(UInt64(UInt32(r)) << 32 | UInt64(k)) }
             }
-        }
-        st.heap = heap
+            while count > 0 {
+                let top = pop()
+                let pos = Int(top & 0xFFFF_FFFF)
+                if len[pos] == 0 { continue }
+                let right = Int(next[pos])
+                if right < 0 { continue }
+                guard let (r, newId) = rank(ids[pos], ids[right]), r == Int32(truncatingIfNeeded: top >> 32) else { continue }
+                ids[pos] = newId
+                len[pos] += len[right]
+                len[right] = 0
+                let after = next[right]
+                next[pos] = after
+                if after >= 0 { prev[Int(after)] = Int32(pos) }
+                let before = Int(prev[pos])
+                if before >= 0, let (r2, _) = rank(ids[before], newId) {
+                    push(UInt64(UInt32(r2)) << 32 | UInt64(before))
+                }
+                if after >= 0, let (r3, _) = rank(newId, ids[Int(after)]) {
+                    push(UInt64(UInt32(r3)) << 32 | UInt64(pos))
+                }
+            }
+        }}}}}
     }
 }

@@ -112,24 +112,32 @@ struct ByteTable {
 }
 
 /// UInt64 → (Int32, Int32): BPE merges keyed by the id pair, and the
-/// "can a merge join these two characters" set. One array of entries, so a
-/// probe touches one cache line.
-struct PairTable {
+/// "can a merge join these two characters" set. Built once, then read-only;
+/// the entries live in one manually managed block so a lookup is plain
+/// pointer arithmetic (no array retain or bounds check in the merge loop).
+final class PairTable {
     private struct Entry {
         var key: UInt64      // emptyKey: free
         var a: Int32
         var b: Int32
     }
     private static let emptyKey = UInt64.max
-    private var entries: [Entry]
+    private var entries: UnsafeMutablePointer<Entry>
+    private var capacity: Int
     private var mask: Int
     private(set) var count = 0
 
     init(capacity: Int) {
         var n = 16
         while n < capacity * 2 { n <<= 1 }
-        entries = Array(repeating: Entry(key: PairTable.emptyKey, a: 0, b: 0), count: n)
+        self.capacity = n
         mask = n - 1
+        entries = .allocate(capacity: n)
+        entries.initialize(repeating: Entry(key: PairTable.emptyKey, a: 0, b: 0), count: n)
+    }
+
+    deinit {
+        entries.deallocate()
     }
 
     /// (a, b) packed; ids and scalars are below 2^31, so never the empty key.
@@ -147,20 +155,18 @@ struct PairTable {
 
     @inline(__always)
     func find(_ k: UInt64) -> (Int32, Int32)? {
-        entries.withUnsafeBufferPointer { e in
-            var i = PairTable.slot(k) & mask
-            while true {
-                let x = e[i]
-                if x.key == k { return (x.a, x.b) }
-                if x.key == PairTable.emptyKey { return nil }
-                i = (i + 1) & mask
-            }
+        var i = PairTable.slot(k) & mask
+        while true {
+            let x = entries[i]
+            if x.key == k { return (x.a, x.b) }
+            if x.key == PairTable.emptyKey { return nil }
+            i = (i + 1) & mask
         }
     }
 
     /// Inserts or replaces (a later duplicate wins).
-    mutating func insert(_ k: UInt64, _ v: (Int32, Int32)) {
-        if (count + 1) * 4 > entries.count * 3 { grow() }
+    func insert(_ k: UInt64, _ v: (Int32, Int32)) {
+        if (count + 1) * 4 > capacity * 3 { grow() }
         var i = PairTable.slot(k) & mask
         while entries[i].key != PairTable.emptyKey {
             if entries[i].key == k { entries[i].a = v.0; entries[i].b = v.1; return }
@@ -170,9 +176,14 @@ struct PairTable {
         count += 1
     }
 
-    private mutating func grow() {
-        var bigger = PairTable(capacity: entries.count)
-        for e in entries where e.key != PairTable.emptyKey { bigger.insert(e.key, (e.a, e.b)) }
-        self = bigger
+    private func grow() {
+        let old = entries, oldCapacity = capacity
+        capacity *= 2
+        mask = capacity - 1
+        entries = .allocate(capacity: capacity)
+        entries.initialize(repeating: Entry(key: PairTable.emptyKey, a: 0, b: 0), count: capacity)
+        count = 0
+        for k in 0..<oldCapacity where old[k].key != PairTable.emptyKey { insert(old[k].key, (old[k].a, old[k].b)) }
+        old.deallocate()
     }
 }

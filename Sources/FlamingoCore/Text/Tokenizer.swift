@@ -23,7 +23,6 @@ public final class Tokenizer: @unchecked Sendable {
     /// id → whether skip_special_tokens drops it (its decode form is a special token's content).
     let isSpecialForm: [Bool]
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
-    private var scratch: [UInt8] = []
 
     /// Ids run from 0 to vocabSize - 1 (base vocabulary and added tokens; for
     /// the OpenFlamingo tokenizers this equals HF's len(tokenizer)).
@@ -92,12 +91,14 @@ public final class Tokenizer: @unchecked Sendable {
         var copy = text
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
-        try copy.withUTF8 { try encodeBody($0, into: &ids) }
+        try model.withState { st in
+            try copy.withUTF8 { try encodeBody($0, &st, into: &ids) }
+        }
         if addSpecialTokens { ids += postProcessor.suffix }
         return ids
     }
 
-    private func encodeBody(_ input: UnsafeBufferPointer<UInt8>, into ids: inout [Int]) throws {
+    private func encodeBody(_ input: UnsafeBufferPointer<UInt8>, _ st: inout BPEModel.State, into ids: inout [Int]) throws {
         for segment in added.splitRaw(input) {
             switch segment {
             case .token(let id):
@@ -106,19 +107,20 @@ public final class Tokenizer: @unchecked Sendable {
                 guard !r.isEmpty else { continue }
                 let piece = UnsafeBufferPointer(rebasing: input[r])
                 if let normalized = normalizer?.apply(piece) {
-                    try normalized.withUnsafeBufferPointer { try encodeNormalized($0, atOrigin: r.lowerBound == 0, into: &ids) }
+                    try normalized.withUnsafeBufferPointer { try encodeNormalized($0, atOrigin: r.lowerBound == 0, &st, into: &ids) }
                 } else {
-                    try encodeNormalized(piece, atOrigin: r.lowerBound == 0, into: &ids)
+                    try encodeNormalized(piece, atOrigin: r.lowerBound == 0, &st, into: &ids)
                 }
             }
         }
     }
 
     /// Second added-token pass, pre-tokeniser and model on one normalised piece.
-    private func encodeNormalized(_ p: UnsafeBufferPointer<UInt8>, atOrigin: Bool, into ids: inout [Int]) throws {
+    private func encodeNormalized(_ p: UnsafeBufferPointer<UInt8>, atOrigin: Bool, _ st: inout BPEModel.State,
+                                  into ids: inout [Int]) throws {
         guard p.count > 0 else { return }
         if !added.hasNormalizedTokens {
-            try encodeWords(p, atOrigin: atOrigin, into: &ids)
+            try encodeWords(p, atOrigin: atOrigin, &st, into: &ids)
             return
         }
         for segment in added.splitNormalized(p) {
@@ -127,19 +129,23 @@ public final class Tokenizer: @unchecked Sendable {
                 ids.append(id)
             case .text(let r):
                 guard !r.isEmpty else { continue }
-                try encodeWords(UnsafeBufferPointer(rebasing: p[r]), atOrigin: atOrigin && r.lowerBound == 0, into: &ids)
+                try encodeWords(UnsafeBufferPointer(rebasing: p[r]), atOrigin: atOrigin && r.lowerBound == 0, &st, into: &ids)
             }
         }
     }
 
-    private func encodeWords(_ p: UnsafeBufferPointer<UInt8>, atOrigin: Bool, into ids: inout [Int]) throws {
+    private func encodeWords(_ p: UnsafeBufferPointer<UInt8>, atOrigin: Bool, _ st: inout BPEModel.State,
+                             into ids: inout [Int]) throws {
         guard let preTokenizer else {
-            try model.tokenize(p, into: &ids)
+            try model.tokenize(p, &st, into: &ids)
             return
         }
         let model = self.model
+        var scratch = st.text   // moved out: the closure below needs st itself
+        st.text = []
+        defer { st.text = scratch }
         try preTokenizer.words(p, atOrigin: atOrigin, scratch: &scratch) { word in
-            try model.tokenize(word, into: &ids)
+            try model.tokenize(word, &st, into: &ids)
         }
     }
 

@@ -1,0 +1,150 @@
+// `flamingo`: the command-line front door. Every subcommand loads a model
+// directory (--model or $FLAMINGO_MODEL), reports errors as one line on
+// stderr with a non-zero exit, and prints JSON with --json.
+import ArgumentParser
+import FlamingoCore
+import Glibc
+
+@main
+struct FlamingoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flamingo",
+        abstract: "Run Flamingo-family visual language models (OpenFlamingo checkpoints).",
+        version: Version.string,
+        subcommands: [Info.self, Devices.self, Caption.self, VQA.self, Generate.self, Score.self, Bench.self])
+}
+
+/// Options every model command takes.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Model directory (default: $FLAMINGO_MODEL).")
+    var model: String?
+
+    @Option(help: "Compute backend: cpu or opencl.")
+    var backend: String = "cpu"
+
+    @Option(help: "Device index from `flamingo devices` (-1: the backend's default).")
+    var device: Int = -1
+
+    @Option(help: "CPU threads (default: one per core).")
+    var threads: Int?
+
+    @Flag(help: "Print machine-readable JSON.")
+    var json = false
+
+    func load() throws -> Flamingo {
+        guard backend == "cpu" else {
+            throw FlamingoError.unsupported("the \(backend) backend cannot run models in this version; use --backend cpu")
+        }
+        guard device == -1 || device == 0 else { throw FlamingoError.invalidArgument("device \(device) is not the CPU device (0)") }
+        if let threads {
+            guard threads > 0 else { throw FlamingoError.invalidArgument("--threads must be positive") }
+            Threads.set(threads)
+        }
+        guard let dir = model ?? getenv("FLAMINGO_MODEL").map({ String(cString: $0) }) else {
+            throw FlamingoError.invalidArgument("no model: pass --model DIR or set FLAMINGO_MODEL")
+        }
+        return try Flamingo(try Model(directory: dir))
+    }
+}
+
+/// Decoding flags (defaults: OpenFlamingo's evaluation settings).
+struct DecodingOptions: ParsableArguments {
+    @Option(help: "Maximum new tokens.") var maxNewTokens: Int?
+    @Option(help: "Beam count (OpenFlamingo evaluates with 3).") var beams: Int = 3
+    @Option(help: "Length penalty for beam search.") var lengthPenalty: Float = 0
+    @Flag(help: "Sample instead of beam search / greedy.") var sample = false
+    @Option(help: "Sampling temperature.") var temperature: Float = 1
+    @Option(help: "Top-k filtering (0: off).") var topK: Int = 0
+    @Option(help: "Nucleus sampling mass (1: off).") var topP: Float = 1
+    @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(help: "Ban repeating n-grams of this size (0: off).") var noRepeatNgram: Int = 0
+    @Option(help: "Repetition penalty (1: off).") var repetitionPenalty: Float = 1
+
+    func config(_ f: Flamingo, defaultMax: Int) -> GenerationConfig {
+        var c = GenerationConfig()
+        c.maxNewTokens = maxNewTokens ?? defaultMax
+        c.numBeams = sample ? 1 : beams
+        c.lengthPenalty = lengthPenalty
+        c.doSample = sample
+        c.temperature = temperature
+        c.topK = topK
+        c.topP = topP
+        c.seed = seed
+        c.noRepeatNgramSize = noRepeatNgram
+        c.repetitionPenalty = repetitionPenalty
+        c.stopTokens = [f.config.tokens.endOfChunk] + (f.config.tokens.eos.map { [$0] } ?? [])
+        return c
+    }
+}
+
+/// Runs a prompt and returns the generated text (special tokens skipped),
+/// with a progress bar on stderr when it is a terminal.
+func complete(_ f: Flamingo, prompt: String, media: [MediaInput], config: GenerationConfig) throws -> (text: String, tokens: [Int]) {
+    let progress = Progress(total: config.maxNewTokens, label: "generating")
+    let seq = f.makeSequence()
+    try seq.setPrompt(prompt, media: media)
+    let result = try Generator.generate(seq, config: config) { _ in progress.step(); return true }
+    progress.finish()
+    guard let tokenizer = f.tokenizer else { throw FlamingoError.unsupported("the model has no tokenizer") }
+    return (try tokenizer.decode(result.tokens, skipSpecialTokens: true), result.tokens)
+}
+
+/// `a=b` pairs of --shot options.
+func split(_ s: String, parts: Int, _ flag: String) throws -> [String] {
+    let p = s.split(separator: "=", maxSplits: parts - 1, omittingEmptySubsequences: false).map(String.init)
+    guard p.count == parts else {
+        throw FlamingoError.invalidArgument("--\(flag) \"\(s)\" needs \(parts) parts separated by '='")
+    }
+    return p
+}
+
+/// Main-path wrapper: errors become one line and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as FlamingoError {
+        fputs("flamingo: error: \(e.message)\n", stderr)
+        throw ExitCode(1)
+    }
+}
+
+/// A minimal JSON writer for --json output.
+enum JSONOut {
+    static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+
+    static func object(_ pairs: [(String, String)]) -> String {
+        "{" + pairs.map { "\(string($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+final class Progress {
+    let total: Int, label: String
+    var done = 0
+    let enabled = isatty(2) != 0
+    init(total: Int, label: String) { self.total = max(total, 1); self.label = label }
+
+    func step() {
+        done += 1
+        guard enabled else { return }
+        let width = 30, filled = min(width, done * width / total)
+        fputs("\r\(label) [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+              + "] \(done)/\(total)", stderr)
+    }
+
+    func finish() { if enabled { fputs("\r\u{1B}[K", stderr) } }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Smoke tests of the installed `flamingo` command on the fixture models:
+# every subcommand runs, --json output parses, errors are one line on
+# stderr with exit status 1. Usage: Tests/cli/run.sh PATH/TO/flamingo
+set -uo pipefail
+cli=$1
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+fx=$root/Tests/Fixtures
+img=$fx/images/exif1_40x24.jpg
+passed=0; failed=0
+check() {  # check NAME COMMAND...: the command must succeed
+  local name=$1; shift
+  if out=$("$@" 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL $name: $out"; fi
+}
+fails_cleanly() {  # the command must exit 1 with exactly one stderr line starting "flamingo: error:"
+  local err rc
+  err=$("$@" 2>&1 >/dev/null); rc=$?
+  [[ $rc == 1 && $(printf '%s\n' "$err" | wc -l) == 1 && $err == "flamingo: error:"* ]] || { echo "rc=$rc err=$err"; return 1; }
+}
+
+check "version" "$cli" --version
+check "devices" "$cli" devices
+check "devices --json" bash -c "\"$cli\" devices --json | python3 -c 'import json,sys; assert json.load(sys.stdin)[0][\"backend\"] == \"cpu\"'"
+for m in mpt_tiny gpt_neox_tiny llama_tiny; do
+  check "info $m" bash -c "\"$cli\" info -m $fx/$m --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"lm_family\"] in (\"mpt\",\"gpt_neox\",\"llama\")'"
+  check "caption $m" "$cli" caption -m "$fx/$m" --max-new-tokens 4 "$img"
+  check "caption few-shot $m" "$cli" caption -m "$fx/$m" --max-new-tokens 4 --shot "$fx/images/exif2_40x24.jpg=A red square." "$img"
+  check "vqa $m" "$cli" vqa -m "$fx/$m" --max-new-tokens 3 --question "What color?" "$img"
+  check "generate $m" bash -c "\"$cli\" generate -m $fx/$m --prompt '<image>A' --image $img --beams 1 --max-new-tokens 4 --json | python3 -c 'import json,sys; assert len(json.load(sys.stdin)[\"tokens\"]) <= 4'"
+  check "sample $m" "$cli" generate -m "$fx/$m" --prompt "<image>A" --image "$img" --sample --seed 3 --top-k 5 --max-new-tokens 4
+  check "score $m" "$cli" score -m "$fx/$m" --prompt "<image>Output:" --image "$img" --candidate "a red square" --candidate "two cats"
+done
+check "bench" "$cli" bench -m "$fx/mpt_tiny" --decode 2
+check "missing model" fails_cleanly "$cli" info -m /nonexistent
+check "marker mismatch" fails_cleanly "$cli" generate -m "$fx/mpt_tiny" --prompt "<image>x"
+check "bad image" fails_cleanly "$cli" caption -m "$fx/mpt_tiny" "$fx/mpt_tiny/config.json"
+check "bad backend" fails_cleanly "$cli" info -m "$fx/mpt_tiny" --backend opencl
+echo "cli: $passed passed, $failed failed"
+((failed == 0))
