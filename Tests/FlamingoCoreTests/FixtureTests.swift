@@ -3,10 +3,10 @@ import XCTest
 
 /// The committed reference models load and validate.
 final class FixtureTests: XCTestCase {
-    static let models = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny"]
+    static let models = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny", "mosaic_gpt_tiny"]
 
     func testFixtureModelsLoad() throws {
-        let expectedDtype: [String: DType] = ["mpt_tiny": .f32, "gpt_neox_tiny": .f16, "llama_tiny": .bf16]
+        let expectedDtype: [String: DType] = ["mpt_tiny": .f32, "gpt_neox_tiny": .f16, "llama_tiny": .bf16, "mosaic_gpt_tiny": .f32]
         for name in Self.models {
             let m = try Model(directory: fixturesDir + "/" + name)
             XCTAssertEqual(m.weights.count, m.config.expectedWeights.count, name)

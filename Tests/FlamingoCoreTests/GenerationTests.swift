@@ -95,7 +95,9 @@ extension GenerationTests {
     /// length penalty 0 / 1, no-repeat bigrams, repetition penalty 1.5, and
     /// prompts whose continuation stops at <|endofchunk|>.
     func testDecodingSettingsMatchTransformers() throws {
-        for name in FixtureTests.models {
+        // mosaic_gpt_tiny has no such references: MosaicGPT v0.0.4 cannot
+        // run under transformers 5's generate (tools/reference/README.md).
+        for name in FixtureTests.models where name != "mosaic_gpt_tiny" {
             for (key, edit) in [("beam3_lp0", { (c: inout GenerationConfig) in c.numBeams = 3; c.lengthPenalty = 0 }),
                                 ("beam3_lp1", { $0.numBeams = 3; $0.lengthPenalty = 1 }),
                                 ("greedy_nr2", { $0.noRepeatNgramSize = 2 }),

@@ -126,3 +126,40 @@ extension ReferenceTests {
         }
     }
 }
+
+extension ReferenceTests {
+    /// A prompt with more <image> markers than images: rows past the last
+    /// image attend uniformly to every visual token, as the reference.
+    func testMoreMarkersThanImages() throws {
+        for name in FixtureTests.models {
+            let f = try Fixture(name)
+            let flamingo = try Flamingo(f.model)
+            let pixels = try f.r("input.pixels")
+            let pix = Buffer(pixels.floats())
+            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+            let ids = try f.r("extra_markers.input_ids")
+            let seq = flamingo.makeSequence()
+            seq.setMedia(visual.p, count: pixels.shape[1])
+            let logits = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) }, allLogits: true)
+            assertClose(logits.p, try f.r("extra_markers.logits"), "\(name) extra markers")
+        }
+    }
+
+    /// The 32-token greedy continuation is identical.
+    func testGreedy32() throws {
+        for name in FixtureTests.models {
+            let f = try Fixture(name)
+            let flamingo = try Flamingo(f.model)
+            let pixels = try f.r("input.pixels")
+            let pix = Buffer(pixels.floats())
+            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+            let ids = try f.r("input.input_ids"), want = try f.r("greedy32.ids")
+            let seq = flamingo.makeSequence()
+            seq.setMedia(visual.p, count: pixels.shape[1])
+            _ = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) })
+            var c = GenerationConfig()
+            c.maxNewTokens = 32
+            XCTAssertEqual(try Generator.generate(seq, config: c).tokens, (0..<want.count).map { want.int(at: $0) }, name)
+        }
+    }
+}

@@ -11,11 +11,14 @@ make_image_goldens.py, are left alone):
   mpt_tiny/       OpenFlamingo (open_clip ViT + PerceiverResampler + MptForCausalLM), weights F32
   gpt_neox_tiny/  OpenFlamingo with GPTNeoXForCausalLM (partial rotary), weights F16
   llama_tiny/     OpenFlamingo with LlamaForCausalLM (GQA, SentencePiece-style tokenizer), weights BF16
+  mosaic_gpt_tiny/ OpenFlamingo with MosaicGPT (MPT-1B's code: mosaicml/examples v0.0.4), weights F32
   nfnet_tiny/     timm NormFreeNet (dm_nfnet code path), forward_features reference
 
 Everything is built from the REAL classes (open_clip 2.20 VisionTransformer, open_flamingo 2.0.1
 Flamingo / FlamingoLMMixin / PerceiverResampler / GatedCrossAttentionBlock, transformers causal LMs,
-timm NormFreeNet) with seeded random weights; nothing is downloaded.  Output is deterministic: running
+MosaicGPT from a git copy of mosaicml/examples at tag v0.0.4 (not on PyPI; see load_mosaic_gpt and
+the MOSAICML_EXAMPLES environment variable), timm NormFreeNet) with seeded random weights; nothing is
+downloaded.  Output is deterministic: running
 the script twice on the same machine gives byte-identical files (single-threaded torch, fixed seeds,
 sorted JSON, safetensors' deterministic layout).
 
@@ -33,13 +36,19 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import contextlib
 import dataclasses
 import hashlib
+import importlib
 import importlib.metadata
+import io
 import json
 import math
 import shutil
+import subprocess
 import sys
+import tempfile
+import types
 import warnings
 from pathlib import Path
 
@@ -72,7 +81,7 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm  # noqa: E402
 
 from open_flamingo.src.flamingo import Flamingo  # noqa: E402
 from open_flamingo.src.flamingo_lm import FlamingoLMMixin  # noqa: E402
-from open_flamingo.src.helpers import PerceiverResampler  # noqa: E402
+from open_flamingo.src.helpers import GatedCrossAttentionBlock, MaskedCrossAttention, PerceiverResampler  # noqa: E402
 from open_flamingo.src.utils import extend_instance  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -125,8 +134,31 @@ RESAMPLER = dict(depth=2, heads=2, dim_head=16, num_latents=8, ff_mult=4)
 # cannot be passed through Flamingo(...), so they are recorded, not chosen.
 XATTN = dict(heads=8, dim_head=64, ff_mult=4)
 MAX_NEW_TOKENS = 8
+LONG_GREEDY_TOKENS = 32  # greedy32.ids: a longer explicit cached loop (no early stop)
+# a prompt with 3 <image> markers for the 2 images of input.pixels (text_time 3 > 2 images)
+EXTRA_MARKERS_PROMPT = "<image>A red square.<|endofchunk|><image>A blue<|endofchunk|><image>Three"
 XATTN_OUT_SCALE = 0.3
 NUM_IMAGES = 2
+
+# MosaicGPT (MPT-1B's language model) is not on PyPI: its code is read from a git copy of
+# mosaicml/examples (a clone or a bare mirror; MOSAICML_EXAMPLES overrides the default path) at this tag.
+# Each file is checked against its git blob id, so any copy of the tag gives the same code.
+MOSAIC_EXAMPLES_DEFAULT = "/work/.mirror/mosaicml+examples/repo"
+MOSAIC_EXAMPLES_TAG = "v0.0.4"
+MOSAIC_EXAMPLES_COMMIT = "52cd4fef69497f225a034fcd10692f8613732d10"
+MOSAIC_FILES = {  # path at the tag -> git blob id
+    "examples/llm/src/models/layers/attention.py": "66f36015644b2eb62ee8956461aa830ebc69ecb5",
+    "examples/llm/src/models/layers/gpt_blocks.py": "bee8dd7694703b534d9a06c134623915e698eadc",
+    "examples/llm/src/models/mosaic_gpt/configuration_mosaic_gpt.py": "c014280edf761e928c960b862b2e3720d0c1270b",
+    "examples/llm/src/models/mosaic_gpt/mosaic_gpt.py": "ffff192af91719e2a1fdda391772b59250d9c1e0",
+    "examples/llm/src/models/utils/param_init_fns.py": "7ef0cb37e07229ccb07f0840bf43d896b7c5e332",
+}
+# The gated cross-attention geometry of mosaic_gpt_tiny.  open_flamingo's init_flamingo always builds
+# 8 heads x 64 with ff_mult 4 (~0.5 MB of F32 per block; 4 blocks would make the fixture ~3.4 MB); the
+# same class is rebuilt with this smaller geometry (~82 KB per block, like the perceiver replacement) to
+# keep Tests/Fixtures small.  It also makes the engine read the geometry from config.json (2 xattn
+# heads of 32 vs 4 LM heads of 16, ff_mult 1).
+MOSAIC_XATTN = dict(heads=2, dim_head=32, ff_mult=1)
 
 # Non-zero gates, varying per layer (index = decoder layer index).
 ATTN_GATES = [0.5, -0.7, 0.9, -0.4, 0.3, 0.8]
@@ -144,6 +176,115 @@ What is in the image? It shows a train at the station. How many birds are there?
 Pictures: a red car, a blue bus, a black bike and an orange cat. The sky is blue and the sun is bright.
 Caption: an old house with a large tree in front. Caption: a plate of food with rice and vegetables.
 """
+
+# ---------------------------------------------------------------------------------------------
+# MosaicGPT (mosaicml/examples v0.0.4) import
+# ---------------------------------------------------------------------------------------------
+
+_MOSAIC = None
+
+
+def _git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class _UnusedStub:
+    """Placeholder for names that only the training wrapper (ComposerMosaicGPT) or the
+    low-precision LayerNorm option use; instantiating one means the assumption broke."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(f"{type(self).__name__} is a stub: the reference must not use it")
+
+
+def load_mosaic_gpt():
+    """Import the real MosaicGPT code of mosaicml/examples v0.0.4 with torch + transformers + einops only.
+
+    The files are read from a git copy (`git --git-dir <dir> show v0.0.4:<path>`; a plain checkout of
+    the tag works too), checked against their blob ids, written to a temporary package tree and
+    imported under their original module names.  What is stubbed, and why it is unused here:
+      * `composer` (LPLayerNorm, metrics, HuggingFaceModel) and `omegaconf`: imported at module level by
+        mosaic_gpt.py / attention.py / gpt_blocks.py, but used only by the training wrapper
+        `ComposerMosaicGPT` and by `low_precision_layernorm=True`.  The tiny model is built with
+        `low_precision_layernorm=False`, i.e. plain `nn.LayerNorm`; composer's LPLayerNorm only differs
+        under autocast (it is F.layer_norm with autocast disabled), and everything here runs in fp32
+        without autocast.  The stubs raise if they are ever instantiated.
+      * the package `__init__` files of examples/, examples/llm/, examples/llm/src/,
+        examples/llm/src/models/ and models/utils/ (they import data loaders, HF wrappers, tokenizer
+        adapters): replaced by empty packages.  `models/utils` gets the real MODEL_INIT_REGISTRY from
+        param_init_fns.py (MosaicGPT.__init__ applies it; reinit_ overwrites every weight anyway) and a
+        stub `add_bidirectional_mask_if_missing` (ComposerMosaicGPT only).
+    """
+    global _MOSAIC
+    if _MOSAIC is not None:
+        return _MOSAIC
+    src = Path(os.environ.get("MOSAICML_EXAMPLES", MOSAIC_EXAMPLES_DEFAULT))
+    root = Path(tempfile.mkdtemp(prefix="mosaicml_examples_"))
+    for rel, blob in MOSAIC_FILES.items():
+        if (src / rel).is_file() and not (src / "HEAD").is_file():
+            data = (src / rel).read_bytes()  # a working tree checked out at the tag
+        else:
+            git_dir = src / ".git" if (src / ".git").exists() else src
+            r = subprocess.run(
+                ["git", "--git-dir", str(git_dir), "show", f"{MOSAIC_EXAMPLES_TAG}:{rel}"], capture_output=True
+            )
+            if r.returncode != 0:
+                raise SystemExit(
+                    f"mosaicml/examples {MOSAIC_EXAMPLES_TAG} not found at {src} (set MOSAICML_EXAMPLES to a clone of "
+                    f"https://github.com/mosaicml/examples): {r.stderr.decode().strip()}"
+                )
+            data = r.stdout
+        if _git_blob_id(data) != blob:
+            raise SystemExit(f"{src}/{rel}: not the {MOSAIC_EXAMPLES_TAG} version (blob {_git_blob_id(data)} != {blob})")
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(data)
+
+    def stub(name, **attrs):
+        m = types.ModuleType(name)
+        m.__dict__.update(attrs)
+        sys.modules[name] = m
+        return m
+
+    for name in ("composer", "composer.algorithms", "composer.algorithms.low_precision_layernorm"):
+        stub(name)
+    lp = type("LPLayerNorm", (_UnusedStub,), {})
+    stub("composer.algorithms.low_precision_layernorm.low_precision_layernorm", LPLayerNorm=lp)
+    stub("composer.metrics", InContextLearningLMAccuracy=_UnusedStub, InContextLearningMultipleChoiceAccuracy=_UnusedStub)
+    stub("composer.metrics.nlp", LanguageCrossEntropy=_UnusedStub, LanguagePerplexity=_UnusedStub)
+    stub("composer.models", HuggingFaceModel=type("HuggingFaceModel", (), {}))
+    stub("omegaconf", DictConfig=_UnusedStub, OmegaConf=_UnusedStub)
+    for pkg in ("examples", "examples.llm", "examples.llm.src", "examples.llm.src.models",
+                "examples.llm.src.models.layers", "examples.llm.src.models.mosaic_gpt", "examples.llm.src.models.utils"):
+        stub(pkg).__path__ = [str(root.joinpath(*pkg.split(".")))]
+    pif = importlib.import_module("examples.llm.src.models.utils.param_init_fns")
+    utils = sys.modules["examples.llm.src.models.utils"]
+    utils.MODEL_INIT_REGISTRY = pif.MODEL_INIT_REGISTRY
+    utils.add_bidirectional_mask_if_missing = _UnusedStub
+    attention = importlib.import_module("examples.llm.src.models.layers.attention")
+    config_mod = importlib.import_module("examples.llm.src.models.mosaic_gpt.configuration_mosaic_gpt")
+    model_mod = importlib.import_module("examples.llm.src.models.mosaic_gpt.mosaic_gpt")
+    shutil.rmtree(root)  # everything is imported
+    _MOSAIC = types.SimpleNamespace(
+        MosaicGPT=model_mod.MosaicGPT, MosaicGPTConfig=config_mod.MosaicGPTConfig, attention=attention,
+        source=str(src),
+    )
+    return _MOSAIC
+
+
+class MosaicEmbeddingFnMixin:
+    """Exactly open_flamingo/src/factory.py's hack for MPT-1B ("mpt-1b-redpajama-200b" in the path),
+    whose MosaicGPT has no get_input_embeddings / set_input_embeddings."""
+
+    def get_input_embeddings(self):
+        return self.transformer.wte
+
+    def set_input_embeddings(self, new_embeddings):
+        self.transformer.wte = new_embeddings
+
+
+def is_mosaic(model) -> bool:
+    return getattr(model.lang_encoder, "_fixture_family", None) == "mosaic_gpt"
+
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -366,7 +507,7 @@ class _CLIPVisualHolder(nn.Module):
         self.visual = visual
 
 
-def build_flamingo(lm, tokenizer, decoder_layers_attr_name, cross_attn_every_n_layers):
+def build_flamingo(lm, tokenizer, decoder_layers_attr_name, cross_attn_every_n_layers, xattn=None):
     visual = VisionTransformer(
         image_size=VISION["image_size"],
         patch_size=VISION["patch_size"],
@@ -403,10 +544,29 @@ def build_flamingo(lm, tokenizer, decoder_layers_attr_name, cross_attn_every_n_l
         ff_mult=RESAMPLER["ff_mult"],
     )
     model.perceiver._use_gradient_checkpointing = False
-    model.requires_grad_(False)
     for blk in model.lang_encoder.gated_cross_attn_layers:
         if blk is not None:
             assert blk.attn.heads == XATTN["heads"] and blk.attn.to_q.out_features == XATTN["heads"] * XATTN["dim_head"]
+    if xattn is not None and xattn != XATTN:
+        # init_flamingo hard-codes GatedCrossAttentionBlock(dim, dim_visual) with its defaults; rebuild
+        # the same class with the requested geometry at the same layers and re-wrap the decoder layers
+        # (FlamingoLMMixin.init_flamingo_layers, which propagates changes of gated_cross_attn_layers).
+        lm_ = model.lang_encoder
+        lm_.gated_cross_attn_layers = nn.ModuleList(
+            [
+                None if blk is None else GatedCrossAttentionBlock(
+                    dim=blk.attn.to_q.in_features, dim_visual=VISION["width"], dim_head=xattn["dim_head"],
+                    heads=xattn["heads"], ff_mult=xattn["ff_mult"],
+                )
+                for blk in lm_.gated_cross_attn_layers
+            ]
+        )
+        lm_.init_flamingo_layers(False)
+        for blk in lm_.gated_cross_attn_layers:
+            if blk is not None:
+                assert blk.attn.heads == xattn["heads"] and blk.attn.to_q.out_features == xattn["heads"] * xattn["dim_head"]
+                assert blk.ff[1].out_features == xattn["ff_mult"] * blk.attn.to_q.in_features
+    model.requires_grad_(False)
     return model.eval()
 
 
@@ -488,6 +648,17 @@ class Recorder:
 @torch.no_grad()
 def prompt_forward(model, pixels, ids, mask):
     """Flamingo.forward (standard, non-cached mode) = the prefill of generation."""
+    if is_mosaic(model):
+        # Flamingo.forward passes `labels=None, past_key_values=None, use_cache=False` to the LM;
+        # MosaicGPT v0.0.4's forward has no `labels` argument (the anas-awadalla copy used by OF-3B
+        # added it) and needs a bool mask (it folds `~attention_mask` into the ALiBi bias).  So do
+        # Flamingo.forward's three steps with exactly those semantics.
+        assert not model.lang_encoder._use_cached_vision_x
+        model._encode_vision_x(vision_x=pixels)
+        model._condition_media_locations(input_ids=ids)
+        out = model.lang_encoder(input_ids=ids, attention_mask=mask.bool(), use_cache=False)
+        model.lang_encoder.clear_conditioned_layers()
+        return out.logits
     out = model(vision_x=pixels, lang_x=ids, attention_mask=mask)
     return out.logits
 
@@ -506,10 +677,15 @@ def greedy_decode(model, pixels, ids, mask, steps, position_ids=None, process=No
     including the prompt, logits [B, V]) -> processed scores; the argmax and the returned step logits
     are then those of the processed scores (HF applies logits processors before the argmax)."""
     lm = model.lang_encoder
+    # MosaicGPT v0.0.4 takes its cache (a list of per-layer (k, v)) as `past_key_values` and a bool
+    # mask (what its prepare_inputs_for_generation passes); transformers 5 models take `cache`.
+    mosaic = is_mosaic(model)
+    cache_kw = "past_key_values" if mosaic else "cache"
+    as_mask = (lambda m: m.bool()) if mosaic else (lambda m: m)
     lm._use_cached_vision_x = True
     model._encode_vision_x(vision_x=pixels)
     extra = {} if position_ids is None else {"position_ids": position_ids}
-    out = lm(input_ids=ids, attention_mask=mask, use_cache=True, **extra)
+    out = lm(input_ids=ids, attention_mask=as_mask(mask), use_cache=True, **extra)
     cache = out.cache
     mask = mask.clone()
     seq = ids.clone()
@@ -529,7 +705,7 @@ def greedy_decode(model, pixels, ids, mask, steps, position_ids=None, process=No
         if position_ids is not None:
             position_ids = position_ids[:, -1:] + 1
             extra = {"position_ids": position_ids}
-        out = lm(input_ids=nxt[:, None], attention_mask=mask, cache=cache, use_cache=True, **extra)
+        out = lm(input_ids=nxt[:, None], attention_mask=as_mask(mask), use_cache=True, **{cache_kw: cache}, **extra)
         modes.append(bool(lm._get_decoder_layers()[0].use_cached_media))
         cache = out.cache
         logits = out.logits[:, -1, :]
@@ -897,6 +1073,68 @@ def make_lm(family, base_vocab, tokenizer):
                 rope_theta=10000,
             ),
         )
+    if family == "mosaic_gpt":
+        mosaic = load_mosaic_gpt()
+        # MPT-1B's configuration (spec/40 §3) shrunk: ALiBi (max bias 8, no positional embedding),
+        # QK-LayerNorm over the full width, no biases anywhere (LayerNorms included), tied head, GELU
+        # MLP ratio 4, attn_impl "torch" (the only CPU path; MPT-1B's setting), no logit scaling.
+        cfg = mosaic.MosaicGPTConfig(
+            d_model=64,
+            n_heads=4,
+            n_layers=4,
+            mlp_ratio=4,
+            max_seq_len=128,
+            vocab_size=base_vocab,
+            attn_impl="torch",
+            attn_qk_ln=True,
+            attn_clip_qkv=None,
+            softmax_scale=None,
+            alibi=True,
+            alibi_bias_max=8,
+            no_bias=True,
+            logit_scale=None,
+            embedding_fraction=1.0,
+            low_precision_layernorm=False,  # = LPLayerNorm outside autocast (see load_mosaic_gpt)
+            init_device="cpu",
+            use_cache=True,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # MosaicGPT prints an init_device hint
+            lm = mosaic.MosaicGPT(cfg)
+        lm.eval()
+        # architecture checks: no bias parameter anywhere, weight-only LayerNorms of the full width
+        # (q_ln / k_ln included), ALiBi slopes 2^(-h*8/H) for h = 1..H
+        names = [n for n, _ in lm.named_parameters()]
+        assert not any(n.endswith("bias") for n in names), names
+        for blk in lm.transformer.blocks:
+            for ln in (blk.ln_1, blk.ln_2, blk.attn.q_ln, blk.attn.k_ln):
+                assert type(ln) is nn.LayerNorm and ln.bias is None and ln.normalized_shape == (64,) and ln.eps == 1e-5
+        assert not hasattr(lm.transformer, "wpe")
+        ab = mosaic.attention.alibi_bias(4, 8, full=False, alibi_bias_max=8, dtype=torch.float64)
+        slopes = (-ab[0, :, 0, -2]).tolist()  # bias at distance 1 = -slope
+        assert slopes == [2.0 ** (-h * 8 / 4) for h in range(1, 5)], slopes
+        assert ab[0, :, 0, -1].abs().max() == 0
+        # open_flamingo's factory patches these in for MPT-1B (before FlamingoLMMixin)
+        extend_instance(lm, MosaicEmbeddingFnMixin)
+        lm._fixture_family = "mosaic_gpt"
+        return lm, dict(
+            layers_attr="transformer.blocks",
+            final_norm=lambda m: m.transformer.ln_f,
+            tied=True,
+            head_is_input_embedding=True,  # logits = F.linear(x, transformer.wte.weight): no lm_head module
+            head_rename={},
+            alibi_slopes=slopes,
+            lm_keys=dict(
+                hidden_size=64,
+                layers=4,
+                heads=4,
+                intermediate_size=256,
+                max_seq_len=128,
+                norm_eps=1e-5,
+                tie_word_embeddings=True,
+                alibi_bias_max=8,
+                qk_ln=True,
+            ),
+        )
     raise ValueError(family)
 
 
@@ -950,6 +1188,21 @@ FIXTURES = [
         batch_seed=3103,
         # found by a random search over word-salad prompts (greedy ends with <|endofchunk|>)
         stop_prompt="<image>Photo park An a<|endofchunk|><image>. down with .",
+    ),
+    dict(
+        name="mosaic_gpt_tiny",
+        family="mosaic_gpt",
+        seed=5017,
+        every_n=1,
+        xattn=MOSAIC_XATTN,
+        dtype=torch.float32,
+        st_dtype="F32",
+        tokenizer="bytelevel",
+        prompt="<image>A red square.<|endofchunk|><image>A blue",
+        # transformers 5's PreTrainedModel no longer includes GenerationMixin and MosaicGPT v0.0.4
+        # (April 2023) does not inherit it, so Flamingo.generate cannot run on it here: no cross-check
+        # against it and no beam / logits-processor / stop / batch references.
+        flamingo_generate=False,
     ),
 ]
 
@@ -1034,6 +1287,139 @@ def add_generation_references(model, tok, fx, pixels, ids, mask, tensors, refjso
         refjson["stop"][key] = rec
 
 
+def add_long_greedy_reference(model, tok, fx, pixels, ids, mask, gen_ids, step_logits, tensors, refjson):
+    """greedy32.ids: LONG_GREEDY_TOKENS greedy tokens of the main prompt through the same explicit cached
+    loop as greedy.ids (no early stop).  Checks: the first MAX_NEW_TOKENS steps equal greedy.ids /
+    greedy.step_logits, every step equals a no-cache full recomputation, and (where Flamingo.generate
+    runs) the tokens up to the first <|endofchunk|> equal Flamingo.generate(max_new_tokens=32)."""
+    n = LONG_GREEDY_TOKENS
+    eoc_id = model.eoc_token_id
+    L = ids.shape[1]
+    g_ids, g_steps, modes = greedy_decode(model, pixels, ids, mask, n)
+    assert all(modes), "decode steps must run in cached-media mode"
+    assert g_ids[0, :MAX_NEW_TOKENS].tolist() == gen_ids[0].tolist()
+    dev_prefix = max_abs(g_steps[:MAX_NEW_TOKENS, 0], step_logits[:, 0])
+    assert dev_prefix == 0.0, dev_prefix
+    full = torch.cat([ids, g_ids[:, :-1]], dim=1)
+    recompute = prompt_forward(model, pixels, full, torch.ones_like(full))[0, L - 1:, :]
+    dev_cache = max_abs(recompute, g_steps[:, 0, :])
+    assert dev_cache < 1e-4, f"KV-cache loop disagrees with full recomputation: {dev_cache}"
+    ours = g_ids[0].tolist()
+    stop_index = ours.index(eoc_id) if eoc_id in ours else None
+    until_stop = ours if stop_index is None else ours[: stop_index + 1]
+    verified = [
+        f"the first {MAX_NEW_TOKENS} tokens and step logits are bit-identical to greedy.ids / greedy.step_logits",
+        f"KV-cache loop vs no-cache recomputation of all {n} steps: max |diff| = {dev_cache:.3e}",
+    ]
+    if fx.get("flamingo_generate", True):
+        with torch.no_grad():
+            hf = model.generate(vision_x=pixels, lang_x=ids, attention_mask=mask, max_new_tokens=n, num_beams=1, do_sample=False)
+        assert hf[0, L:].tolist() == until_stop, (hf[0, L:].tolist(), until_stop)
+        verified.append(f"ids up to the first <|endofchunk|> == Flamingo.generate(num_beams=1, max_new_tokens={n}) output")
+    srt = torch.sort(g_steps[:, 0, :].double(), dim=-1, descending=True).values
+    margins = (srt[:, 0] - srt[:, 1]).tolist()
+    margin = min(margins)
+    if margin <= 1e-3:
+        print(f"WARNING {fx['name']}: greedy32 top-2 logit margin {margin:.3e} <= 1e-3", flush=True)
+    tensors["greedy32.ids"] = i64(g_ids[0])
+    refjson["greedy32"] = {
+        "max_new_tokens": n,
+        "prompt": "the main prompt (input.input_ids, input.attention_mask) with input.pixels",
+        "ids": ours,
+        "text": tok.decode(ours, skip_special_tokens=False),
+        "stop_index": stop_index,
+        "stop_index_note": "first <|endofchunk|> among the tokens (null if none); the loop does not stop there, HF generate would",
+        "min_top2_logit_margin": round(margin, 6),
+        "min_top2_logit_margin_above_1e-3": margin > 1e-3,
+        "top2_logit_margins": [round(m, 6) for m in margins],
+        "mode": "same explicit loop as greedy: prefill in standard mode, then one token per step in cached-media mode with the KV cache",
+        "verified": verified,
+    }
+
+
+def add_extra_markers_reference(model, tok, pixels, tensors, refjson):
+    """extra_markers.*: a prompt with 3 <image> markers but only the 2 images of input.pixels, through
+    the normal Flamingo forward.  Rows from the third marker on have text_time 3 > 2 images: every
+    key is masked with the same constant, so after the max subtraction the softmax is uniform over all
+    2 x 8 visual tokens (spec/30 §2); they are NOT zeroed (only text_time 0 rows are).  Checked: (a) in
+    every cross-attention layer those rows' MaskedCrossAttention output equals to_out(mean of all
+    visual values) (uniform attention, computed independently); (b) the logits of those rows differ
+    from a run in which their cross-attention output is forced to zero, while earlier rows do not
+    change."""
+    media_id = model.media_token_id
+    enc = tok(EXTRA_MARKERS_PROMPT, return_tensors="pt")
+    eids, emask = enc["input_ids"], enc["attention_mask"]
+    marks = (eids[0] == media_id).nonzero()[:, 0].tolist()
+    assert len(marks) == 3 and pixels.shape[1] == NUM_IMAGES == 2, (marks, pixels.shape)
+    m3 = marks[2]
+    xattn_mods = [
+        layer.gated_cross_attn_layer.attn
+        for layer in model.lang_encoder._get_decoder_layers()
+        if layer.gated_cross_attn_layer is not None
+    ]
+    assert all(isinstance(m, MaskedCrossAttention) and m.only_attend_immediate_media for m in xattn_mods)
+
+    uniform_dev = []
+
+    def check_uniform(mod, args, kwargs, out):
+        media = args[1] if len(args) > 1 else kwargs["media"]
+        flat = media.reshape(media.shape[0], -1, media.shape[-1])  # b (t n) d
+        v = mod.to_kv(flat).chunk(2, dim=-1)[1]
+        expected = mod.to_out(v.mean(dim=1))  # [b, dim]: every head averages its values uniformly
+        uniform_dev.append(max_abs(out[:, m3:], expected[:, None, :].expand_as(out[:, m3:])))
+
+    handles = [m.register_forward_hook(check_uniform, with_kwargs=True) for m in xattn_mods]
+    try:
+        logits = prompt_forward(model, pixels, eids, emask)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(uniform_dev) == len(xattn_mods) and max(uniform_dev) < 1e-5, uniform_dev
+
+    def zero_rows(mod, args, out):
+        out = out.clone()
+        out[:, m3:] = 0.0
+        return out
+
+    handles = [m.register_forward_hook(zero_rows) for m in xattn_mods]
+    try:
+        zeroed = prompt_forward(model, pixels, eids, emask)
+    finally:
+        for h in handles:
+            h.remove()
+    effect = max_abs(logits[0, m3:], zeroed[0, m3:])
+    before = max_abs(logits[0, :m3], zeroed[0, :m3])
+    assert effect > 0.1, f"uniform attention of the extra-marker rows has too little effect: {effect}"
+    assert before < 1e-5, before
+
+    model.double()
+    try:
+        logits64 = prompt_forward(model, pixels.double(), eids, emask)
+    finally:
+        model.float()
+    dev64 = max_abs(logits, logits64)
+    assert dev64 * 10 < 2e-3, dev64
+
+    tensors["extra_markers.input_ids"] = i64(eids)
+    tensors["extra_markers.logits"] = f32(logits)
+    refjson["extra_markers"] = {
+        "prompt": EXTRA_MARKERS_PROMPT,
+        "input_ids": eids[0].tolist(),
+        "input_tokens": tok.convert_ids_to_tokens(eids[0].tolist()),
+        "pixels": "input.pixels (2 images); attention mask all ones",
+        "image_marker_positions": marks,
+        "rows_without_an_image": f"positions {m3}..{eids.shape[1] - 1} (text_time 3 > 2 images)",
+        "semantics": "normal Flamingo forward (standard mode, text_time = inclusive cumsum of <image> markers). Rows with text_time 3 match no image: every key is masked with -finfo.max, the max subtraction makes all scores 0 and the softmax is uniform over all 2 x 8 visual tokens (spec/30 §2); the row is not zeroed (only text_time 0 rows are).",
+        "uniform_attention_max_abs_dev": float(f"{max(uniform_dev):.3e}"),
+        "uniform_attention_note": "per cross-attention layer: MaskedCrossAttention output of those rows vs to_out(mean over all visual tokens of the values)",
+        "zero_xattn_rows_max_abs_logit_change": float(f"{effect:.3e}"),
+        "zero_xattn_rows_note": "max |logits - logits of a run in which the cross-attention output (before the gate) of the rows from the third marker on is set to zero in every layer|, over those rows; it must be clearly non-zero (asserted > 0.1): the uniform attention matters",
+        "zero_xattn_earlier_rows_max_abs_logit_change": float(f"{before:.3e}"),
+        "fp32_vs_fp64_max_abs_diff": float(f"{dev64:.3e}"),
+        "tolerance": {"atol": 2e-3, "rtol": 1e-3},
+    }
+
+
 def make_flamingo_fixture(fx):
     name = fx["name"]
     d = OUT / name
@@ -1046,10 +1432,13 @@ def make_flamingo_fixture(fx):
         tok, base_vocab = build_sentencepiece_bpe_tokenizer()
     lm, info = make_lm(fx["family"], base_vocab, tok)
     hf_names = list(lm.state_dict().keys())  # names before the Flamingo wrapping
-    model = build_flamingo(lm, tok, info["layers_attr"], fx["every_n"])
+    model = build_flamingo(lm, tok, info["layers_attr"], fx["every_n"], xattn=fx.get("xattn"))
+    xattn_geom = fx.get("xattn", XATTN)
     V = len(tok)
     assert model.lang_encoder.get_input_embeddings().weight.shape[0] == V
-    if info["tied"]:
+    if info.get("head_is_input_embedding"):
+        assert not hasattr(model.lang_encoder, "lm_head") and model.lang_encoder.config.vocab_size == V
+    elif info["tied"]:
         assert model.lang_encoder.lm_head.weight is model.lang_encoder.get_input_embeddings().weight
     else:
         assert model.lang_encoder.lm_head.weight.data_ptr() != model.lang_encoder.get_input_embeddings().weight.data_ptr()
@@ -1125,9 +1514,9 @@ def make_flamingo_fixture(fx):
         },
         "cross_attention": {
             "every_n_layers": fx["every_n"],
-            "heads": XATTN["heads"],
-            "dim_head": XATTN["dim_head"],
-            "ff_mult": XATTN["ff_mult"],
+            "heads": xattn_geom["heads"],
+            "dim_head": xattn_geom["dim_head"],
+            "ff_mult": xattn_geom["ff_mult"],
             "media_semantics": "current",
         },
         "language_model": lm_cfg,
@@ -1167,15 +1556,16 @@ def make_flamingo_fixture(fx):
     dev_cache = max_abs(recompute, step_logits[:, 0, :])
     assert dev_cache < 1e-4, f"KV-cache loop disagrees with full recomputation: {dev_cache}"
     # cross-check against the real Flamingo.generate (HF greedy search, stops at <|endofchunk|>)
-    with torch.no_grad():
-        hf_out = model.generate(
-            vision_x=pixels, lang_x=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False
-        )
-    hf_new = hf_out[0, L:].tolist()
     ours = gen_ids[0].tolist()
     stop_index = ours.index(eoc_id) if eoc_id in ours else None
     ours_until_stop = ours if stop_index is None else ours[: stop_index + 1]
-    assert hf_new == ours_until_stop, (hf_new, ours_until_stop)
+    if fx.get("flamingo_generate", True):
+        with torch.no_grad():
+            hf_out = model.generate(
+                vision_x=pixels, lang_x=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False
+            )
+        hf_new = hf_out[0, L:].tolist()
+        assert hf_new == ours_until_stop, (hf_new, ours_until_stop)
 
     # the cross-attention must matter: zero every attn_gate (tanh(0) = 0) and compare
     gates_backup = []
@@ -1250,8 +1640,12 @@ def make_flamingo_fixture(fx):
             "verified": [
                 "step_logits[0] == logits[0, -1] of the standard forward",
                 f"KV-cache loop vs no-cache recomputation: max |diff| = {dev_cache:.3e}",
-                "ids_until_stop == open_flamingo Flamingo.generate(num_beams=1, max_new_tokens=8) output",
-            ],
+            ]
+            + (
+                ["ids_until_stop == open_flamingo Flamingo.generate(num_beams=1, max_new_tokens=8) output"]
+                if fx.get("flamingo_generate", True)
+                else []
+            ),
         },
         "fp32_vs_fp64_max_abs_diff": {k: float(f"{v:.3e}") for k, v in sorted(dev64.items())},
         "tolerances": TOLERANCES,
@@ -1360,7 +1754,31 @@ def make_flamingo_fixture(fx):
             )
 
     # ---------------- beam search, logits processors, stop on <|endofchunk|> ----------------
-    add_generation_references(model, tok, fx, pixels, ids, mask, tensors, refjson)
+    if fx.get("flamingo_generate", True):
+        add_generation_references(model, tok, fx, pixels, ids, mask, tensors, refjson)
+
+    # ---------------- added later: longer greedy, more <image> markers than images ----------------
+    # (no random numbers: every earlier tensor and field stays byte-identical)
+    add_long_greedy_reference(model, tok, fx, pixels, ids, mask, gen_ids, step_logits, tensors, refjson)
+    add_extra_markers_reference(model, tok, pixels, tensors, refjson)
+    if fx["family"] == "mosaic_gpt":
+        mosaic = load_mosaic_gpt()
+        refjson["mosaic_gpt"] = {
+            "code": f"mosaicml/examples tag {MOSAIC_EXAMPLES_TAG} (commit {MOSAIC_EXAMPLES_COMMIT}): "
+            + ", ".join(sorted(MOSAIC_FILES)),
+            "classes": "examples.llm.src.models.mosaic_gpt.mosaic_gpt.MosaicGPT + MosaicGPTConfig, layers.gpt_blocks.GPTBlock, layers.attention.MultiheadAttention (attn_impl torch)",
+            "config": {k: getattr(model.lang_encoder.config, k) for k in (
+                "d_model", "n_heads", "n_layers", "mlp_ratio", "max_seq_len", "vocab_size", "attn_impl", "attn_qk_ln",
+                "attn_clip_qkv", "softmax_scale", "alibi", "alibi_bias_max", "no_bias", "logit_scale",
+                "embedding_fraction", "low_precision_layernorm", "prefix_lm", "attn_uses_sequence_id")},
+            "alibi_slopes": info["alibi_slopes"],
+            "alibi_slopes_note": "attention.alibi_bias: slope_h = 2^(-h*alibi_bias_max/n_heads), h = 1..n_heads (checked); the bias added is slope_h*(j-(S_k-1)) for key j",
+            "stubbed_imports": "composer (LPLayerNorm, metrics, HuggingFaceModel) and omegaconf: used only by ComposerMosaicGPT (training wrapper) and low_precision_layernorm=True; stubs raise if instantiated. low_precision_layernorm=False (nn.LayerNorm) equals composer's LPLayerNorm outside autocast; everything runs in fp32 without autocast",
+            "flamingo_wrapping": "open_flamingo factory's MPT-1B hack (get_input_embeddings / set_input_embeddings = transformer.wte) mixed in before FlamingoLMMixin, as in create_model_and_transforms; decoder_layers_attr_name transformer.blocks",
+            "forward": "Flamingo.forward's steps (_encode_vision_x, _condition_media_locations, lang_encoder(input_ids, attention_mask.bool()), clear) because MosaicGPT v0.0.4's forward takes no `labels` (Flamingo.forward always passes labels=None) and needs a bool mask; the KV cache is MosaicGPT's list of per-layer (k, v) passed as past_key_values",
+            "not_available": "Flamingo.generate (transformers 5's PreTrainedModel no longer includes GenerationMixin; MosaicGPT v0.0.4 does not inherit it), hence no beam / logits-processor / stop / batch references; greedy is verified against the no-cache recomputation only",
+            "xattn_geometry_note": f"gated cross-attention blocks rebuilt (same class) with heads {MOSAIC_XATTN['heads']} x dim_head {MOSAIC_XATTN['dim_head']}, ff_mult {MOSAIC_XATTN['ff_mult']} (open_flamingo's init_flamingo always uses {XATTN['heads']} x {XATTN['dim_head']}, ff_mult {XATTN['ff_mult']}) to keep the fixture small; config.json cross_attention records it",
+        }
 
     # sanity: the fp32 reference is far more precise than the tolerances we hand out
     for k, v in dev64.items():
@@ -1474,13 +1892,14 @@ def make_nfnet_fixture():
 # ---------------------------------------------------------------------------------------------
 
 
-OWN_DIRS = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny", "nfnet_tiny"]
+OWN_DIRS = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny", "mosaic_gpt_tiny", "nfnet_tiny"]
 
 
 def main():
     # Only this generator's own outputs are replaced: other generators (make_image_goldens.py, ...)
     # write next to them under Tests/Fixtures/.
     assert [fx["name"] for fx in FIXTURES] + ["nfnet_tiny"] == OWN_DIRS
+    load_mosaic_gpt()  # fails (before anything is deleted) if the mosaicml/examples copy is missing
     OUT.mkdir(parents=True, exist_ok=True)
     for name in OWN_DIRS:
         if (OUT / name).exists():
@@ -1505,6 +1924,7 @@ def main():
             "tokenizers": tokenizers.__version__,
             "safetensors": safetensors.__version__,
             "numpy": np.__version__,
+            "mosaicml_examples": f"{MOSAIC_EXAMPLES_TAG} ({MOSAIC_EXAMPLES_COMMIT})",
         },
         "files": {},
     }
