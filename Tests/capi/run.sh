@@ -5,8 +5,11 @@
 #
 # LIBRARY is the path of libflamingo.so (e.g. build/libflamingo.so.1).
 # Compiles include/flamingo.h as strict C99 and C++11, then builds and runs
-# test_dlopen once without a model and once per MODEL_DIR (fixture model
-# directories such as Tests/Fixtures/mpt_tiny). Environment:
+# test_dlopen and test_session once without a model and once per MODEL_DIR
+# (fixture model directories such as Tests/Fixtures/mpt_tiny). For
+# test_session, extract_reference.py (python3, standard library) first turns
+# MODEL_DIR/reference.safetensors into raw little-endian files in a temporary
+# directory. Environment:
 #   CC, CXX                     compilers (default cc, c++)
 #   FLAMINGO_REQUIRE_FIXTURES=1 fail when no MODEL_DIR is given or one is missing
 #   FLAMINGO_STRICT_EXPORTS=1   fail when the library exports symbols other
@@ -66,8 +69,14 @@ step "build test_dlopen"
 "$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_dlopen.c" -o "$out/test_dlopen" -ldl -lpthread || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
+step "build test_session"
+"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+
 step "test_dlopen $lib"
 "$out/test_dlopen" "$lib" || failed=1
+step "test_session $lib"
+"$out/test_session" "$lib" || failed=1
 
 if [ $# -eq 0 ] && [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
     echo "run.sh: FLAMINGO_REQUIRE_FIXTURES=1 but no MODEL_DIR given" >&2
@@ -84,6 +93,22 @@ for dir in "$@"; do
     fi
     step "test_dlopen $lib $dir"
     "$out/test_dlopen" "$lib" "$dir" || failed=1
+    if [ ! -f "$dir/reference.safetensors" ]; then
+        if [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
+            echo "run.sh: $dir/reference.safetensors is missing" >&2; failed=1
+        else
+            echo "skip: test_session $dir (no reference.safetensors)"
+        fi
+        continue
+    fi
+    nref=$((${nref:-0} + 1))
+    ref="$out/ref-$nref"
+    step "test_session $lib $dir"
+    if python3 "$here/extract_reference.py" "$dir/reference.safetensors" "$ref"; then
+        "$out/test_session" "$lib" "$dir" "$ref" || failed=1
+    else
+        echo "run.sh: could not extract the reference tensors of $dir" >&2; failed=1
+    fi
 done
 
 if [ $failed = 0 ]; then echo "capi: all passed"; else echo "capi: FAILED"; fi

@@ -418,8 +418,10 @@ static void test_model_info_errors(flamingo_model *model) {
           "model_get_info(NULL model): out modified on error");
     if (!model) return;
     CHECK_STATUS(F.model_get_info(model, NULL), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_get_info(out=NULL)");
+    /* Below the first published version of the struct, which ended before
+     * visual_dim (callers built against that header pass its size). */
     const uint32_t small[] = {0, 4, (uint32_t)offsetof(flamingo_model_info, num_parameters),
-                              (uint32_t)sizeof info - 1};
+                              (uint32_t)offsetof(flamingo_model_info, visual_dim) - 1};
     for (size_t i = 0; i < sizeof small / sizeof *small; i++) {
         fill(&info, sizeof info);
         info.struct_size = small[i];
@@ -555,6 +557,7 @@ static void check_info_sane(const flamingo_model_info *i, const char *dir) {
         CHECK(i->image_std[k] > 0.0f && i->image_std[k] < 1.0f, "info: image_std[%d] = %g", k,
               (double)i->image_std[k]);
     }
+    CHECK(i->visual_dim > 0 && i->visual_dim != 0xA5A5A5A5u, "info: visual_dim %u", i->visual_dim);
     CHECK(i->num_parameters > 0, "info: num_parameters 0");
     CHECK(i->weight_bytes >= 2 * i->num_parameters && i->weight_bytes <= 4 * i->num_parameters,
           "info: weight_bytes %llu not 2..4 bytes per parameter (%llu)", (unsigned long long)i->weight_bytes,

@@ -132,6 +132,7 @@ int main(int argc, char **argv) {
     floats_line("image_std", m.image_std, 3);
     u64_line("num_parameters", m.num_parameters);
     u64_line("weight_bytes", m.weight_bytes);
+    u64_line("visual_dim", m.visual_dim);
     flamingo_model_free(model);
     return 0;
 }

@@ -36,7 +36,21 @@ int main(void) {
     O(flamingo_model_info, pad_token_id); O(flamingo_model_info, bos_token_id);
     O(flamingo_model_info, eos_token_id); O(flamingo_model_info, image_mean);
     O(flamingo_model_info, image_std); O(flamingo_model_info, num_parameters);
-    O(flamingo_model_info, weight_bytes);
+    O(flamingo_model_info, weight_bytes); O(flamingo_model_info, visual_dim);
+    S(flamingo_session_params);
+    O(flamingo_session_params, struct_size); O(flamingo_session_params, n_ctx);
+    S(flamingo_generate_params);
+    O(flamingo_generate_params, struct_size); O(flamingo_generate_params, max_new_tokens);
+    O(flamingo_generate_params, min_new_tokens); O(flamingo_generate_params, do_sample);
+    O(flamingo_generate_params, temperature); O(flamingo_generate_params, top_k);
+    O(flamingo_generate_params, top_p); O(flamingo_generate_params, num_beams);
+    O(flamingo_generate_params, length_penalty); O(flamingo_generate_params, early_stopping);
+    O(flamingo_generate_params, no_repeat_ngram_size); O(flamingo_generate_params, repetition_penalty);
+    O(flamingo_generate_params, stop_at_endofchunk); O(flamingo_generate_params, stop_at_eos);
+    O(flamingo_generate_params, seed); O(flamingo_generate_params, callback);
+    O(flamingo_generate_params, callback_user_data);
     printf("sizeof enum (flamingo_status) = %zu\n", sizeof(flamingo_status));
+    printf("sizeof flamingo_stop_reason = %zu\n", sizeof(flamingo_stop_reason));
+    printf("sizeof flamingo_token_callback = %zu\n", sizeof(flamingo_token_callback));
     return 0;
 }

@@ -37,7 +37,7 @@ _INFO_KEYS = [
     "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_seq_len", "vocab_size",
     "cross_attn_every_n_layers", "num_cross_attn_layers",
     "image_token_id", "endofchunk_token_id", "pad_token_id", "bos_token_id", "eos_token_id",
-    "image_mean", "image_std", "num_parameters", "weight_bytes",
+    "image_mean", "image_std", "num_parameters", "weight_bytes", "visual_dim",
 ]
 
 

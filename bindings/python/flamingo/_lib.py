@@ -94,6 +94,52 @@ class flamingo_model_info(ctypes.Structure):
         ("image_std", ctypes.c_float * 3),
         ("num_parameters", ctypes.c_uint64),
         ("weight_bytes", ctypes.c_uint64),
+        ("visual_dim", ctypes.c_uint32),
+    ]
+
+
+class flamingo_session(ctypes.Structure):
+    """Opaque."""
+
+
+flamingo_session_p = ctypes.POINTER(flamingo_session)
+
+
+class flamingo_session_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("n_ctx", ctypes.c_uint32),
+    ]
+
+
+#: flamingo_session_eval flags
+FLAMINGO_EVAL_ALL_LOGITS = 1
+
+flamingo_stop_reason = ctypes.c_int32
+
+#: int32_t (*)(int32_t token, void *user_data)
+flamingo_token_callback = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+
+
+class flamingo_generate_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("max_new_tokens", ctypes.c_uint32),
+        ("min_new_tokens", ctypes.c_uint32),
+        ("do_sample", ctypes.c_uint32),
+        ("temperature", ctypes.c_float),
+        ("top_k", ctypes.c_uint32),
+        ("top_p", ctypes.c_float),
+        ("num_beams", ctypes.c_uint32),
+        ("length_penalty", ctypes.c_float),
+        ("early_stopping", ctypes.c_uint32),
+        ("no_repeat_ngram_size", ctypes.c_uint32),
+        ("repetition_penalty", ctypes.c_float),
+        ("stop_at_endofchunk", ctypes.c_uint32),
+        ("stop_at_eos", ctypes.c_uint32),
+        ("seed", ctypes.c_uint64),
+        ("callback", flamingo_token_callback),
+        ("callback_user_data", ctypes.c_void_p),
     ]
 
 
@@ -116,6 +162,37 @@ FUNCTIONS = {
     ),
     "flamingo_model_free": (None, [flamingo_model_p]),
     "flamingo_model_get_info": (flamingo_status, [flamingo_model_p, ctypes.POINTER(flamingo_model_info)]),
+    "flamingo_model_encode_images": (
+        flamingo_status,
+        [flamingo_model_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
+         ctypes.c_size_t],
+    ),
+    "flamingo_session_default_params": (
+        flamingo_status, [ctypes.POINTER(flamingo_session_params), ctypes.c_size_t]),
+    "flamingo_session_init": (
+        flamingo_status,
+        [flamingo_model_p, ctypes.POINTER(flamingo_session_params), ctypes.POINTER(flamingo_session_p)],
+    ),
+    "flamingo_session_free": (None, [flamingo_session_p]),
+    "flamingo_session_copy": (flamingo_status, [flamingo_session_p, ctypes.POINTER(flamingo_session_p)]),
+    "flamingo_session_set_media": (
+        flamingo_status, [flamingo_session_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]),
+    "flamingo_session_set_images": (
+        flamingo_status, [flamingo_session_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]),
+    "flamingo_session_eval": (
+        flamingo_status,
+        [flamingo_session_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.c_uint32,
+         ctypes.POINTER(ctypes.c_float), ctypes.c_size_t],
+    ),
+    "flamingo_session_length": (flamingo_status, [flamingo_session_p, ctypes.POINTER(ctypes.c_size_t)]),
+    "flamingo_session_truncate": (flamingo_status, [flamingo_session_p, ctypes.c_size_t]),
+    "flamingo_generate_default_params": (
+        flamingo_status, [ctypes.POINTER(flamingo_generate_params), ctypes.c_size_t]),
+    "flamingo_session_generate": (
+        flamingo_status,
+        [flamingo_session_p, ctypes.POINTER(flamingo_generate_params), ctypes.POINTER(ctypes.c_int32),
+         ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(flamingo_stop_reason)],
+    ),
 }
 
 # --------------------------------------------------------------------------

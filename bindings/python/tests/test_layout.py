@@ -27,7 +27,7 @@ def test_model_params_layout():
 
 def test_model_info_layout():
     S = _lib.flamingo_model_info
-    assert ctypes.sizeof(S) == 232
+    assert ctypes.sizeof(S) == 240
     assert ctypes.alignment(S) == 8
     u32 = ["image_size", "patch_size", "vision_width", "vision_layers", "vision_heads",
            "vision_tokens", "resampler_depth", "resampler_heads", "resampler_dim_head",
@@ -36,6 +36,40 @@ def test_model_info_layout():
            "image_token_id", "endofchunk_token_id", "pad_token_id", "bos_token_id", "eos_token_id"]
     expect = dict(struct_size=0, architecture=4, vision_kind=36, lm_family=68)
     expect.update({name: 100 + 4 * i for i, name in enumerate(u32)})
-    expect.update(image_mean=192, image_std=204, num_parameters=216, weight_bytes=224)
+    expect.update(image_mean=192, image_std=204, num_parameters=216, weight_bytes=224, visual_dim=232)
     for name, off in expect.items():
         assert getattr(S, name).offset == off, name
+    assert [f[0] for f in S._fields_] == ["struct_size", "architecture", "vision_kind", "lm_family"] + u32 + [
+        "image_mean", "image_std", "num_parameters", "weight_bytes", "visual_dim"]
+
+
+def test_session_params_layout():
+    S = _lib.flamingo_session_params
+    assert ctypes.sizeof(S) == 8
+    assert ctypes.alignment(S) == 4
+    assert S.struct_size.offset == 0 and S.n_ctx.offset == 4
+
+
+def test_generate_params_layout():
+    S = _lib.flamingo_generate_params
+    assert ctypes.sizeof(S) == 80
+    assert ctypes.alignment(S) == 8
+    names = ["struct_size", "max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p",
+             "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "repetition_penalty",
+             "stop_at_endofchunk", "stop_at_eos"]
+    expect = {name: 4 * i for i, name in enumerate(names)}
+    expect.update(seed=56, callback=64, callback_user_data=72)
+    assert [f[0] for f in S._fields_] == list(expect)
+    for name, off in expect.items():
+        assert getattr(S, name).offset == off, name
+    assert dict(S._fields_)["seed"] is ctypes.c_uint64
+    for name in ("temperature", "top_p", "length_penalty", "repetition_penalty"):
+        assert dict(S._fields_)[name] is ctypes.c_float, name
+
+
+def test_callback_and_enum_sizes():
+    assert ctypes.sizeof(_lib.flamingo_token_callback) == ctypes.sizeof(ctypes.c_void_p)
+    assert ctypes.sizeof(_lib.flamingo_stop_reason) == 4
+    assert ctypes.sizeof(_lib.flamingo_status) == 4
+    assert _lib.flamingo_token_callback._restype_ is ctypes.c_int32
+    assert _lib.flamingo_token_callback._argtypes_ == (ctypes.c_int32, ctypes.c_void_p)

@@ -111,6 +111,7 @@ fn run(path: Option<&OsStr>, out: &mut String) -> Result<(), flamingo::Error> {
     line(out, "image_std", floats(&m.image_std));
     line(out, "num_parameters", m.num_parameters);
     line(out, "weight_bytes", m.weight_bytes);
+    line(out, "visual_dim", m.visual_dim);
     flush(out);
     Ok(())
 }

@@ -4,6 +4,19 @@
 //! ```no_run
 //! let model = flamingo::Model::load("Tests/Fixtures/mpt_tiny", &flamingo::ModelParams::default())?;
 //! println!("{} {}", flamingo::version(), model.info().lm_family);
+//! # let (pixels, prompt) = (vec![0.0f32; 2 * 3 * 32 * 32], vec![401i32, 34]);
+//! // pixels: 2 preprocessed images, planar [2][3][image_size][image_size]
+//! let mut session = model.session(&flamingo::SessionParams::default())?;
+//! session.set_images(&pixels, 2)?;
+//! let last_logits = session.eval(&prompt, false)?;
+//! let params = flamingo::GenerateParams { max_new_tokens: 8, ..Default::default() };
+//! let mut print = |token: i32| {
+//!     println!("{token}");
+//!     false // true stops generation
+//! };
+//! let out = session.generate(&params, Some(&mut print))?;
+//! println!("{:?} ({:?})", out.tokens, out.stop_reason);
+//! # let _ = last_logits;
 //! # Ok::<(), flamingo::Error>(())
 //! ```
 //!
@@ -12,8 +25,10 @@
 
 pub mod sys;
 
+use std::any::Any;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, RwLock};
@@ -393,6 +408,20 @@ pub struct ModelInfo {
     pub image_std: [f32; 3],
     pub num_parameters: u64,
     pub weight_bytes: u64,
+    /// Width of one visual token (the resampler's dim).
+    pub visual_dim: u32,
+}
+
+impl ModelInfo {
+    /// Floats per preprocessed image: 3 × image_size × image_size.
+    pub fn image_floats(&self) -> usize {
+        3 * self.image_size as usize * self.image_size as usize
+    }
+
+    /// Floats of visual tokens per image: num_latents × visual_dim.
+    pub fn media_floats(&self) -> usize {
+        self.num_latents as usize * self.visual_dim as usize
+    }
 }
 
 impl From<&sys::flamingo_model_info> for ModelInfo {
@@ -428,6 +457,7 @@ impl From<&sys::flamingo_model_info> for ModelInfo {
             image_std: i.image_std,
             num_parameters: i.num_parameters,
             weight_bytes: i.weight_bytes,
+            visual_dim: i.visual_dim,
         }
     }
 }
@@ -491,6 +521,399 @@ impl Model {
     /// The raw handle, for use with [`sys`]. It stays owned by `self`.
     pub fn as_ptr(&self) -> *mut sys::flamingo_model {
         self.raw.as_ptr()
+    }
+
+    /// Encodes images into visual tokens (vision encoder + Perceiver
+    /// Resampler; `flamingo_model_encode_images`). `pixels` holds `n_images`
+    /// preprocessed images, planar `[n_images][3][image_size][image_size]`
+    /// with the CLIP mean/std already applied; its length must be exactly
+    /// `n_images * 3 * image_size²`. Returns
+    /// `n_images * num_latents * visual_dim` floats, which
+    /// [`Session::set_media`] accepts. Thread-safe.
+    pub fn encode_images(&self, pixels: &[f32], n_images: usize) -> Result<Vec<f32>> {
+        let count = n_images
+            .checked_mul(self.info.media_floats())
+            .ok_or_else(|| Error::invalid_argument("n_images is too large"))?;
+        let mut out = vec![0.0f32; count];
+        self.encode_images_into(pixels, n_images, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`encode_images`](Self::encode_images), into `out` (which needs at
+    /// least `n_images * num_latents * visual_dim` floats, else
+    /// [`Status::BufferTooSmall`]; only that many are written).
+    pub fn encode_images_into(&self, pixels: &[f32], n_images: usize, out: &mut [f32]) -> Result<()> {
+        check_len(pixels.len(), n_images, self.info.image_floats(), "pixels", "image")?;
+        check(unsafe {
+            sys::flamingo_model_encode_images(self.raw.as_ptr(), pixels.as_ptr(), n_images, out.as_mut_ptr(), out.len())
+        })
+    }
+
+    /// A new, empty session on this model ([`Session::new`]).
+    pub fn session(&self, params: &SessionParams) -> Result<Session> {
+        Session::new(self, params)
+    }
+}
+
+/// Checks that a slice of `len` values holds `n` items of `per_item` values
+/// (the library reads exactly that many).
+fn check_len(len: usize, n: usize, per_item: usize, what: &str, item: &str) -> Result<()> {
+    match n.checked_mul(per_item) {
+        Some(want) if want == len => Ok(()),
+        _ => Err(Error::invalid_argument(format!(
+            "{what} holds {len} values; {n} {item}(s) of {per_item} values are needed"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------
+
+/// Session options (`flamingo_session_params`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionParams {
+    /// Maximum tokens; 0 = the model's max_seq_len.
+    pub n_ctx: u32,
+}
+
+/// Generation options (`flamingo_generate_params` without the callback,
+/// which [`Session::generate`] takes separately). `Default` is the header's
+/// defaults, the same as [`GenerateParams::library_defaults`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerateParams {
+    pub max_new_tokens: u32,
+    /// Stop tokens are banned before this many new tokens.
+    pub min_new_tokens: u32,
+    /// false: greedy / beam search; true: sampling.
+    pub do_sample: bool,
+    /// Sampling temperature, > 0.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 = off.
+    pub top_k: u32,
+    /// Nucleus sampling mass in (0, 1]; 1 = off.
+    pub top_p: f32,
+    /// Beam search when > 1.
+    pub num_beams: u32,
+    /// Beam score = sum log p / length^penalty.
+    pub length_penalty: f32,
+    /// Beam search stops once num_beams hypotheses are finished.
+    pub early_stopping: bool,
+    /// Ban repeating n-grams of this size; 0 = off.
+    pub no_repeat_ngram_size: u32,
+    /// > 1 discourages repeated tokens; 1 = off.
+    pub repetition_penalty: f32,
+    /// Stop after `<|endofchunk|>` (included in the output).
+    pub stop_at_endofchunk: bool,
+    /// Stop after the model's EOS token (included in the output).
+    pub stop_at_eos: bool,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_new_tokens: 20,
+            min_new_tokens: 0,
+            do_sample: false,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: false,
+            no_repeat_ngram_size: 0,
+            repetition_penalty: 1.0,
+            stop_at_endofchunk: true,
+            stop_at_eos: true,
+            seed: 0,
+        }
+    }
+}
+
+impl GenerateParams {
+    /// The library's defaults (`flamingo_generate_default_params`).
+    pub fn library_defaults() -> Result<GenerateParams> {
+        let p = raw_generate_defaults()?;
+        Ok(GenerateParams {
+            max_new_tokens: p.max_new_tokens,
+            min_new_tokens: p.min_new_tokens,
+            do_sample: p.do_sample != 0,
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            num_beams: p.num_beams,
+            length_penalty: p.length_penalty,
+            early_stopping: p.early_stopping != 0,
+            no_repeat_ngram_size: p.no_repeat_ngram_size,
+            repetition_penalty: p.repetition_penalty,
+            stop_at_endofchunk: p.stop_at_endofchunk != 0,
+            stop_at_eos: p.stop_at_eos != 0,
+            seed: p.seed,
+        })
+    }
+
+    /// The raw struct (library defaults for anything this crate does not
+    /// set), without a callback.
+    pub fn to_raw(&self) -> Result<sys::flamingo_generate_params> {
+        let mut p = raw_generate_defaults()?;
+        p.max_new_tokens = self.max_new_tokens;
+        p.min_new_tokens = self.min_new_tokens;
+        p.do_sample = self.do_sample.into();
+        p.temperature = self.temperature;
+        p.top_k = self.top_k;
+        p.top_p = self.top_p;
+        p.num_beams = self.num_beams;
+        p.length_penalty = self.length_penalty;
+        p.early_stopping = self.early_stopping.into();
+        p.no_repeat_ngram_size = self.no_repeat_ngram_size;
+        p.repetition_penalty = self.repetition_penalty;
+        p.stop_at_endofchunk = self.stop_at_endofchunk.into();
+        p.stop_at_eos = self.stop_at_eos.into();
+        p.seed = self.seed;
+        Ok(p)
+    }
+}
+
+fn raw_generate_defaults() -> Result<sys::flamingo_generate_params> {
+    let mut p = sys::flamingo_generate_params::zeroed();
+    check(unsafe {
+        sys::flamingo_generate_default_params(&mut p, std::mem::size_of::<sys::flamingo_generate_params>())
+    })?;
+    Ok(p)
+}
+
+/// Why generation stopped (`flamingo_stop_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// `max_new_tokens` reached.
+    MaxTokens,
+    /// A stop token was generated (it is included).
+    Token,
+    /// The callback asked to stop.
+    Cancelled,
+    /// A reason this crate does not know.
+    Unknown(i32),
+}
+
+impl StopReason {
+    pub fn from_raw(raw: sys::flamingo_stop_reason) -> StopReason {
+        match raw {
+            sys::FLAMINGO_STOP_MAX_TOKENS => StopReason::MaxTokens,
+            sys::FLAMINGO_STOP_TOKEN => StopReason::Token,
+            sys::FLAMINGO_STOP_CANCELLED => StopReason::Cancelled,
+            other => StopReason::Unknown(other),
+        }
+    }
+}
+
+/// The result of [`Session::generate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// The new tokens (also appended to the session).
+    pub tokens: Vec<i32>,
+    pub stop_reason: StopReason,
+}
+
+/// One token sequence with its KV cache and media (`flamingo_session`).
+///
+/// A session keeps the model's weights alive, so it may outlive the
+/// [`Model`] it was created from. It is `Send` (it may move to another
+/// thread) but not `Sync`: the library allows one thread at a time per
+/// session, which `&mut self` on every mutating method enforces. Different
+/// sessions of one model run concurrently. Released on drop.
+#[derive(Debug)]
+pub struct Session {
+    raw: NonNull<sys::flamingo_session>,
+    vocab_size: usize,
+    image_floats: usize,
+    media_floats: usize,
+    n_ctx: usize,
+}
+
+// SAFETY: flamingo.h: "A session is used by one thread at a time; different
+// sessions of one model may run on different threads concurrently." Moving
+// a session to another thread is fine; sharing it is not (no Sync).
+unsafe impl Send for Session {}
+
+struct CallbackState<'a> {
+    f: &'a mut dyn FnMut(i32) -> bool,
+    panic: Option<Box<dyn Any + Send + 'static>>,
+}
+
+unsafe extern "C" fn token_trampoline(token: i32, user_data: *mut c_void) -> i32 {
+    // SAFETY: user_data is the &mut CallbackState that generate() passed,
+    // alive for the whole call, and the library calls back on that thread.
+    let state = unsafe { &mut *(user_data as *mut CallbackState<'_>) };
+    if state.panic.is_some() {
+        return 1;
+    }
+    // A panic must not unwind into C: stop, and re-raise after the call.
+    match catch_unwind(AssertUnwindSafe(|| (state.f)(token))) {
+        Ok(stop) => i32::from(stop),
+        Err(payload) => {
+            state.panic = Some(payload);
+            1
+        }
+    }
+}
+
+impl Session {
+    /// Creates an empty session on `model` (`flamingo_session_init`).
+    pub fn new(model: &Model, params: &SessionParams) -> Result<Session> {
+        let mut p = sys::flamingo_session_params::new();
+        check(unsafe {
+            sys::flamingo_session_default_params(&mut p, std::mem::size_of::<sys::flamingo_session_params>())
+        })?;
+        p.n_ctx = params.n_ctx;
+        let mut out: *mut sys::flamingo_session = std::ptr::null_mut();
+        check(unsafe { sys::flamingo_session_init(model.as_ptr(), &p, &mut out) })?;
+        let raw = NonNull::new(out)
+            .ok_or_else(|| Error { status: Status::Internal, message: "flamingo_session_init returned NULL".into() })?;
+        let info = model.info();
+        Ok(Session {
+            raw,
+            vocab_size: info.vocab_size as usize,
+            image_floats: info.image_floats(),
+            media_floats: info.media_floats(),
+            n_ctx: if params.n_ctx == 0 { info.max_seq_len as usize } else { params.n_ctx as usize },
+        })
+    }
+
+    /// The raw handle, for use with [`sys`]. It stays owned by `self`.
+    pub fn as_ptr(&self) -> *mut sys::flamingo_session {
+        self.raw.as_ptr()
+    }
+
+    /// The maximum number of tokens.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// The model's vocabulary size (floats per logits row).
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// The number of tokens in the sequence (`flamingo_session_length`).
+    pub fn len(&self) -> usize {
+        let mut n = 0usize;
+        let st = unsafe { sys::flamingo_session_length(self.raw.as_ptr(), &mut n) };
+        // Only a NULL or stale handle fails, which a Session never holds.
+        assert_eq!(st, sys::FLAMINGO_OK, "flamingo_session_length failed: {}", last_error());
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An independent copy: tokens, KV cache, media and last logits
+    /// (`flamingo_session_copy`).
+    pub fn copy(&self) -> Result<Session> {
+        let mut out: *mut sys::flamingo_session = std::ptr::null_mut();
+        check(unsafe { sys::flamingo_session_copy(self.raw.as_ptr(), &mut out) })?;
+        let raw = NonNull::new(out)
+            .ok_or_else(|| Error { status: Status::Internal, message: "flamingo_session_copy returned NULL".into() })?;
+        Ok(Session { raw, ..*self })
+    }
+
+    /// Encodes `n_images` images (as [`Model::encode_images`]; `pixels` has
+    /// exactly `n_images * 3 * image_size²` floats) and makes them the
+    /// session's media: the k-th `<image>` token refers to image k-1.
+    pub fn set_images(&mut self, pixels: &[f32], n_images: usize) -> Result<()> {
+        check_len(pixels.len(), n_images, self.image_floats, "pixels", "image")?;
+        check(unsafe { sys::flamingo_session_set_images(self.raw.as_ptr(), pixels.as_ptr(), n_images) })
+    }
+
+    /// Sets the media from visual tokens `[n_media][num_latents][visual_dim]`
+    /// (as from [`Model::encode_images`]; exactly that many floats); the data
+    /// is copied. `n_media` 0 (with an empty slice) removes the media.
+    pub fn set_media(&mut self, visual_tokens: &[f32], n_media: usize) -> Result<()> {
+        check_len(visual_tokens.len(), n_media, self.media_floats, "visual_tokens", "media")?;
+        let ptr = if n_media == 0 { std::ptr::null() } else { visual_tokens.as_ptr() };
+        check(unsafe { sys::flamingo_session_set_media(self.raw.as_ptr(), ptr, n_media) })
+    }
+
+    /// Appends `tokens` and evaluates them (`flamingo_session_eval`). Returns
+    /// the last position's logits (vocab_size floats) or, with `all_logits`,
+    /// `tokens.len() * vocab_size` floats. On error (no tokens, an id outside
+    /// the vocabulary, a full context) the session is unchanged.
+    pub fn eval(&mut self, tokens: &[i32], all_logits: bool) -> Result<Vec<f32>> {
+        let rows = if all_logits { tokens.len() } else { 1 };
+        let mut out = vec![0.0f32; rows * self.vocab_size];
+        self.eval_into(tokens, all_logits, Some(&mut out))?;
+        Ok(out)
+    }
+
+    /// As [`eval`](Self::eval), writing the logits into `logits` (`None`: only
+    /// extend the cache). A buffer that is too small is
+    /// [`Status::BufferTooSmall`], with the session unchanged.
+    pub fn eval_into(&mut self, tokens: &[i32], all_logits: bool, logits: Option<&mut [f32]>) -> Result<()> {
+        let flags = if all_logits { sys::FLAMINGO_EVAL_ALL_LOGITS } else { 0 };
+        let (ptr, count) = match logits {
+            Some(buf) => (buf.as_mut_ptr(), buf.len()),
+            None => (std::ptr::null_mut(), 0),
+        };
+        check(unsafe {
+            sys::flamingo_session_eval(self.raw.as_ptr(), tokens.as_ptr(), tokens.len(), flags, ptr, count)
+        })
+    }
+
+    /// Rolls the sequence back to its first `length` tokens (the media is
+    /// kept); generation then needs a new [`eval`](Self::eval).
+    pub fn truncate(&mut self, length: usize) -> Result<()> {
+        check(unsafe { sys::flamingo_session_truncate(self.raw.as_ptr(), length) })
+    }
+
+    /// Generates a continuation of the evaluated sequence
+    /// (`flamingo_session_generate`); the session then holds the prompt plus
+    /// the returned tokens (on error it is unchanged).
+    ///
+    /// `callback` sees every generated token (beam search: the final tokens,
+    /// in order) and returns `true` to stop generation
+    /// ([`StopReason::Cancelled`]), like the C callback's non-zero. A panic
+    /// in the callback stops generation and is resumed once the library has
+    /// returned.
+    pub fn generate(
+        &mut self,
+        params: &GenerateParams,
+        callback: Option<&mut dyn FnMut(i32) -> bool>,
+    ) -> Result<Generation> {
+        let mut p = params.to_raw()?;
+        let mut state = callback.map(|f| CallbackState { f, panic: None });
+        if let Some(state) = state.as_mut() {
+            p.callback = Some(token_trampoline);
+            p.callback_user_data = state as *mut CallbackState<'_> as *mut c_void;
+        }
+        let capacity = (p.max_new_tokens as usize).max(1);
+        let mut tokens = vec![0i32; capacity];
+        let mut count = 0usize;
+        let mut reason: sys::flamingo_stop_reason = -1;
+        let st = unsafe {
+            sys::flamingo_session_generate(
+                self.raw.as_ptr(),
+                &p,
+                tokens.as_mut_ptr(),
+                capacity,
+                &mut count,
+                &mut reason,
+            )
+        };
+        let result = check(st);
+        if let Some(payload) = state.and_then(|s| s.panic) {
+            resume_unwind(payload);
+        }
+        result?;
+        tokens.truncate(count.min(capacity));
+        Ok(Generation { tokens, stop_reason: StopReason::from_raw(reason) })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        unsafe { sys::flamingo_session_free(self.raw.as_ptr()) }
     }
 }
 

@@ -115,7 +115,54 @@ pub struct flamingo_model_info {
     pub image_std: [f32; 3],
     pub num_parameters: u64,
     pub weight_bytes: u64,
+    pub visual_dim: u32,
 }
+
+/// Opaque session handle.
+#[repr(C)]
+pub struct flamingo_session {
+    _private: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct flamingo_session_params {
+    pub struct_size: u32,
+    pub n_ctx: u32,
+}
+
+/// `flamingo_session_eval` flag: return the logits of every new token.
+pub const FLAMINGO_EVAL_ALL_LOGITS: u32 = 1;
+
+pub type flamingo_token_callback = Option<unsafe extern "C" fn(token: i32, user_data: *mut c_void) -> i32>;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct flamingo_generate_params {
+    pub struct_size: u32,
+    pub max_new_tokens: u32,
+    pub min_new_tokens: u32,
+    pub do_sample: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub num_beams: u32,
+    pub length_penalty: f32,
+    pub early_stopping: u32,
+    pub no_repeat_ngram_size: u32,
+    pub repetition_penalty: f32,
+    pub stop_at_endofchunk: u32,
+    pub stop_at_eos: u32,
+    pub seed: u64,
+    pub callback: flamingo_token_callback,
+    pub callback_user_data: *mut c_void,
+}
+
+pub type flamingo_stop_reason = c_int;
+pub const FLAMINGO_STOP_MAX_TOKENS: flamingo_stop_reason = 0;
+pub const FLAMINGO_STOP_TOKEN: flamingo_stop_reason = 1;
+pub const FLAMINGO_STOP_CANCELLED: flamingo_stop_reason = 2;
 
 impl flamingo_device_info {
     /// All zero, with `struct_size` set to `size_of::<Self>()`.
@@ -149,6 +196,25 @@ impl flamingo_model_info {
     }
 }
 
+impl flamingo_session_params {
+    /// All zero (n_ctx 0: the model's max_seq_len), with `struct_size` set.
+    pub fn new() -> Self {
+        Self { struct_size: core::mem::size_of::<Self>() as u32, n_ctx: 0 }
+    }
+}
+
+impl flamingo_generate_params {
+    /// All zero (no callback), with `struct_size` set to `size_of::<Self>()`.
+    /// Not the library's defaults: use `flamingo_generate_default_params`.
+    pub fn zeroed() -> Self {
+        // SAFETY: integers, floats, a nullable function pointer (None) and a
+        // raw pointer (NULL) are all valid as zero bytes.
+        let mut p: Self = unsafe { core::mem::zeroed() };
+        p.struct_size = core::mem::size_of::<Self>() as u32;
+        p
+    }
+}
+
 unsafe extern "C" {
     pub fn flamingo_version() -> *const c_char;
     pub fn flamingo_abi_version() -> u32;
@@ -170,4 +236,58 @@ unsafe extern "C" {
     ) -> flamingo_status;
     pub fn flamingo_model_free(model: *mut flamingo_model);
     pub fn flamingo_model_get_info(model: *const flamingo_model, out: *mut flamingo_model_info) -> flamingo_status;
+
+    pub fn flamingo_model_encode_images(
+        model: *const flamingo_model,
+        pixels: *const f32,
+        n_images: usize,
+        out: *mut f32,
+        out_count: usize,
+    ) -> flamingo_status;
+
+    pub fn flamingo_session_default_params(params: *mut flamingo_session_params, struct_size: usize)
+    -> flamingo_status;
+    pub fn flamingo_session_init(
+        model: *mut flamingo_model,
+        params: *const flamingo_session_params,
+        out_session: *mut *mut flamingo_session,
+    ) -> flamingo_status;
+    pub fn flamingo_session_free(session: *mut flamingo_session);
+    pub fn flamingo_session_copy(
+        session: *const flamingo_session,
+        out_copy: *mut *mut flamingo_session,
+    ) -> flamingo_status;
+    pub fn flamingo_session_set_media(
+        session: *mut flamingo_session,
+        visual_tokens: *const f32,
+        n_media: usize,
+    ) -> flamingo_status;
+    pub fn flamingo_session_set_images(
+        session: *mut flamingo_session,
+        pixels: *const f32,
+        n_images: usize,
+    ) -> flamingo_status;
+    pub fn flamingo_session_eval(
+        session: *mut flamingo_session,
+        tokens: *const i32,
+        n_tokens: usize,
+        flags: u32,
+        logits: *mut f32,
+        logits_count: usize,
+    ) -> flamingo_status;
+    pub fn flamingo_session_length(session: *const flamingo_session, out_length: *mut usize) -> flamingo_status;
+    pub fn flamingo_session_truncate(session: *mut flamingo_session, length: usize) -> flamingo_status;
+
+    pub fn flamingo_generate_default_params(
+        params: *mut flamingo_generate_params,
+        struct_size: usize,
+    ) -> flamingo_status;
+    pub fn flamingo_session_generate(
+        session: *mut flamingo_session,
+        params: *const flamingo_generate_params,
+        out_tokens: *mut i32,
+        capacity: usize,
+        out_count: *mut usize,
+        out_reason: *mut flamingo_stop_reason,
+    ) -> flamingo_status;
 }

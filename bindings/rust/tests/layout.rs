@@ -11,7 +11,11 @@
 //! flamingo_model_info: struct_size at 0, three char[32] at 4, 36, 68 (end
 //!   100), 23 4-byte integers at 100..192, image_mean[3] at 192, image_std[3]
 //!   at 204 (end 216, 8-aligned), num_parameters at 216, weight_bytes at 224,
-//!   end 232 (8-aligned): 232.
+//!   visual_dim at 232, end 236, padded to the 8-byte alignment: 240.
+//! flamingo_session_params: two 4-byte fields: 8 (align 4).
+//! flamingo_generate_params: 14 4-byte fields (uint32_t or float) at 0..56,
+//!   seed (uint64_t) at 56 (8-aligned), callback (a function pointer) at 64,
+//!   callback_user_data at 72, end 80 (align 8).
 
 use flamingo::sys::*;
 use std::mem::{align_of, offset_of, size_of};
@@ -44,7 +48,7 @@ fn model_params() {
 
 #[test]
 fn model_info() {
-    assert_eq!(size_of::<flamingo_model_info>(), 232);
+    assert_eq!(size_of::<flamingo_model_info>(), 240);
     assert_eq!(align_of::<flamingo_model_info>(), 8);
     assert_eq!(offset_of!(flamingo_model_info, architecture), 4);
     assert_eq!(offset_of!(flamingo_model_info, vision_kind), 36);
@@ -61,6 +65,44 @@ fn model_info() {
     assert_eq!(offset_of!(flamingo_model_info, image_std), 204);
     assert_eq!(offset_of!(flamingo_model_info, num_parameters), 216);
     assert_eq!(offset_of!(flamingo_model_info, weight_bytes), 224);
+    assert_eq!(offset_of!(flamingo_model_info, visual_dim), 232);
+}
+
+#[test]
+fn session_params() {
+    assert_eq!(size_of::<flamingo_session_params>(), 8);
+    assert_eq!(align_of::<flamingo_session_params>(), 4);
+    assert_eq!(offset_of!(flamingo_session_params, struct_size), 0);
+    assert_eq!(offset_of!(flamingo_session_params, n_ctx), 4);
+    assert_eq!(flamingo_session_params::new().struct_size, 8);
+}
+
+#[test]
+fn generate_params() {
+    assert_eq!(size_of::<flamingo_generate_params>(), 80);
+    assert_eq!(align_of::<flamingo_generate_params>(), 8);
+    assert_eq!(offset_of!(flamingo_generate_params, struct_size), 0);
+    assert_eq!(offset_of!(flamingo_generate_params, max_new_tokens), 4);
+    assert_eq!(offset_of!(flamingo_generate_params, min_new_tokens), 8);
+    assert_eq!(offset_of!(flamingo_generate_params, do_sample), 12);
+    assert_eq!(offset_of!(flamingo_generate_params, temperature), 16);
+    assert_eq!(offset_of!(flamingo_generate_params, top_k), 20);
+    assert_eq!(offset_of!(flamingo_generate_params, top_p), 24);
+    assert_eq!(offset_of!(flamingo_generate_params, num_beams), 28);
+    assert_eq!(offset_of!(flamingo_generate_params, length_penalty), 32);
+    assert_eq!(offset_of!(flamingo_generate_params, early_stopping), 36);
+    assert_eq!(offset_of!(flamingo_generate_params, no_repeat_ngram_size), 40);
+    assert_eq!(offset_of!(flamingo_generate_params, repetition_penalty), 44);
+    assert_eq!(offset_of!(flamingo_generate_params, stop_at_endofchunk), 48);
+    assert_eq!(offset_of!(flamingo_generate_params, stop_at_eos), 52);
+    assert_eq!(offset_of!(flamingo_generate_params, seed), 56);
+    assert_eq!(offset_of!(flamingo_generate_params, callback), 64);
+    assert_eq!(offset_of!(flamingo_generate_params, callback_user_data), 72);
+    assert_eq!(size_of::<flamingo_token_callback>(), size_of::<usize>());
+    assert_eq!(size_of::<flamingo_stop_reason>(), 4);
+    let z = flamingo_generate_params::zeroed();
+    assert_eq!(z.struct_size, 80);
+    assert!(z.callback.is_none() && z.callback_user_data.is_null());
 }
 
 #[test]

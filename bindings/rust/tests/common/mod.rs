@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+pub mod safetensors;
+
 pub const FIXTURES: [&str; 3] = ["mpt_tiny", "gpt_neox_tiny", "llama_tiny"];
 
 pub fn fixtures_dir() -> PathBuf {
