@@ -5,14 +5,8 @@ final class GenerationTests: XCTestCase {
     /// A fixture's prompt evaluated with its images, ready to generate.
     func prompt(_ name: String) throws -> (Sequence, ReferenceTests.Fixture) {
         let f = try ReferenceTests.Fixture(name)
-        let flamingo = try Flamingo(f.model)
-        let pixels = try f.r("input.pixels")
-        let pix = Buffer(pixels.floats())
-        let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
-        let seq = flamingo.makeSequence()
-        seq.setMedia(visual.p, count: pixels.shape[1])
-        let ids = try f.r("input.input_ids")
-        _ = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) })
+        let (_, seq) = try f.sequenceWithImages()
+        _ = try seq.evaluate(try f.ids("input.input_ids"))
         return (seq, f)
     }
 

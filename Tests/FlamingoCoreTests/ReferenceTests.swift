@@ -14,6 +14,24 @@ final class ReferenceTests: XCTestCase {
             ref = try SafetensorsFile(path: fixturesDir + "/" + name + "/reference.safetensors")
         }
         func r(_ key: String) throws -> TensorView { try XCTUnwrap(ref.tensors[key], "no \(key) in reference") }
+
+        /// The model with an empty sequence whose media are the reference's
+        /// images (`input.pixels`).
+        func sequenceWithImages() throws -> (Flamingo, Sequence) {
+            let flamingo = try Flamingo(model)
+            let pixels = try r("input.pixels")
+            let pix = Buffer(pixels.floats())
+            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+            let seq = flamingo.makeSequence()
+            seq.setMedia(visual.p, count: pixels.shape[1])
+            return (flamingo, seq)
+        }
+
+        /// Token ids of a reference tensor.
+        func ids(_ key: String) throws -> [Int] {
+            let t = try r(key)
+            return (0..<t.count).map { t.int(at: $0) }
+        }
     }
 
     func assertClose(_ got: UnsafePointer<Float>, _ want: TensorView, offset: Int = 0, count: Int? = nil,
@@ -57,15 +75,8 @@ extension ReferenceTests {
     func testFullModelAgainstReference() throws {
         for name in FixtureTests.models {
             let f = try Fixture(name)
-            let flamingo = try Flamingo(f.model)
-            let pixels = try f.r("input.pixels")
-            let images = pixels.shape[1]
-            let pix = Buffer(pixels.floats())
-            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: images) }
-            let ids = try f.r("input.input_ids")
-            let tokens = (0..<ids.count).map { ids.int(at: $0) }
-            let seq = flamingo.makeSequence()
-            seq.setMedia(visual.p, count: images)
+            let (_, seq) = try f.sequenceWithImages()
+            let tokens = try f.ids("input.input_ids")
             let d = f.model.config.languageModel.hiddenSize, vocab = f.model.config.languageModel.vocabSize
             var observed: [String: [Float]] = [:]
             let logits = try seq.evaluate(tokens, allLogits: true) { key, p, rows in
@@ -101,22 +112,13 @@ extension ReferenceTests {
     func testCachedDecodingEqualsFullEvaluation() throws {
         for name in FixtureTests.models {
             let f = try Fixture(name)
-            let flamingo = try Flamingo(f.model)
-            let pixels = try f.r("input.pixels")
-            let pix = Buffer(pixels.floats())
-            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
-            let ids = try f.r("input.input_ids"), greedy = try f.r("greedy.ids")
-            let all = (0..<ids.count).map { ids.int(at: $0) } + (0..<greedy.count).map { greedy.int(at: $0) }
+            let (_, full) = try f.sequenceWithImages()
+            let stepwise = full.copy()
+            let prompt = try f.ids("input.input_ids"), all = prompt + (try f.ids("greedy.ids"))
             let vocab = f.model.config.languageModel.vocabSize
-
-            let full = flamingo.makeSequence()
-            full.setMedia(visual.p, count: pixels.shape[1])
             let fullLogits = try full.evaluate(all, allLogits: true)
-
-            let stepwise = flamingo.makeSequence()
-            stepwise.setMedia(visual.p, count: pixels.shape[1])
-            _ = try stepwise.evaluate(Array(all.prefix(ids.count)))
-            for (i, t) in all.enumerated().dropFirst(ids.count) {
+            _ = try stepwise.evaluate(prompt)
+            for (i, t) in all.enumerated().dropFirst(prompt.count) {
                 let step = try stepwise.evaluate([t])
                 let want = Array(UnsafeBufferPointer(start: fullLogits.p + i * vocab, count: vocab))
                 var maxDiff: Float = 0, maxRef: Float = 0
@@ -133,14 +135,8 @@ extension ReferenceTests {
     func testMoreMarkersThanImages() throws {
         for name in FixtureTests.models {
             let f = try Fixture(name)
-            let flamingo = try Flamingo(f.model)
-            let pixels = try f.r("input.pixels")
-            let pix = Buffer(pixels.floats())
-            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
-            let ids = try f.r("extra_markers.input_ids")
-            let seq = flamingo.makeSequence()
-            seq.setMedia(visual.p, count: pixels.shape[1])
-            let logits = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) }, allLogits: true)
+            let (_, seq) = try f.sequenceWithImages()
+            let logits = try seq.evaluate(try f.ids("extra_markers.input_ids"), allLogits: true)
             assertClose(logits.p, try f.r("extra_markers.logits"), "\(name) extra markers")
         }
     }
@@ -149,17 +145,11 @@ extension ReferenceTests {
     func testGreedy32() throws {
         for name in FixtureTests.models {
             let f = try Fixture(name)
-            let flamingo = try Flamingo(f.model)
-            let pixels = try f.r("input.pixels")
-            let pix = Buffer(pixels.floats())
-            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
-            let ids = try f.r("input.input_ids"), want = try f.r("greedy32.ids")
-            let seq = flamingo.makeSequence()
-            seq.setMedia(visual.p, count: pixels.shape[1])
-            _ = try seq.evaluate((0..<ids.count).map { ids.int(at: $0) })
+            let (_, seq) = try f.sequenceWithImages()
+            _ = try seq.evaluate(try f.ids("input.input_ids"))
             var c = GenerationConfig()
             c.maxNewTokens = 32
-            XCTAssertEqual(try Generator.generate(seq, config: c).tokens, (0..<want.count).map { want.int(at: $0) }, name)
+            XCTAssertEqual(try Generator.generate(seq, config: c).tokens, try f.ids("greedy32.ids"), name)
         }
     }
 }
