@@ -36,8 +36,9 @@ void fsup_image_free(fsup_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* Appends n bytes to a growing heap buffer; returns 0 when out of memory. */
-static int append(uint8_t **buf, size_t *len, const uint8_t *src, size_t n) {
+/* Appends n bytes to a growing heap buffer; returns 0 when out of memory.
+ * Not inlined: its locals must not become locals of the setjmp callers. */
+__attribute__((noinline)) static int append(uint8_t **buf, size_t *len, const uint8_t *src, size_t n) {
     uint8_t *p = realloc(*buf, *len + n + 1);
     if (!p) return 0;
     memcpy(p + *len, src, n);
@@ -89,7 +90,7 @@ static void jpeg_progress(j_common_ptr cinfo) {
 /* Collects the APP1 metadata the way Pillow's JpegImagePlugin stores it:
  * the first Exif segment whole ("Exif\0\0" + TIFF), later ones appended
  * without their 6-byte header; the XMP packet of the last XMP segment. */
-static int jpeg_collect_markers(j_decompress_ptr cinfo, uint8_t **exif, size_t *exif_size,
+__attribute__((noinline)) static int jpeg_collect_markers(j_decompress_ptr cinfo, uint8_t **exif, size_t *exif_size,
                                 uint8_t **xmp, size_t *xmp_size) {
     static const char xmp_ns[] = "http://ns.adobe.com/xap/1.0/"; /* + NUL */
     for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
@@ -118,10 +119,9 @@ int fsup_image_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels
     jpeg_failure failure;
     struct jpeg_progress_mgr progress;
     uint8_t *volatile pixels = NULL;
-    uint8_t *exif_buf = NULL, *xmp_buf = NULL;
     uint8_t *volatile exif = NULL;
     uint8_t *volatile xmp = NULL;
-    size_t exif_size = 0, xmp_size = 0;
+    volatile size_t exif_size = 0, xmp_size = 0;
     volatile int created = 0;
 
     memset(out, 0, sizeof *out);
@@ -183,15 +183,20 @@ int fsup_image_decode_jpeg(const uint8_t *data, size_t size, uint64_t max_pixels
         return FSUP_IMG_ERR_UNSUPPORTED;
     }
 
-    if (!jpeg_collect_markers(&cinfo, &exif_buf, &exif_size, &xmp_buf, &xmp_size)) {
-        exif = exif_buf;
-        xmp = xmp_buf;
-        failure.code = FSUP_IMG_ERR_NOMEM;
-        snprintf(failure.message, sizeof failure.message, "out of memory reading JPEG metadata");
-        longjmp(failure.jump, 1);
+    {
+        uint8_t *e = NULL, *x = NULL;
+        size_t en = 0, xn = 0;
+        int ok = jpeg_collect_markers(&cinfo, &e, &en, &x, &xn);
+        exif = e;
+        exif_size = en;
+        xmp = x;
+        xmp_size = xn;
+        if (!ok) {
+            failure.code = FSUP_IMG_ERR_NOMEM;
+            snprintf(failure.message, sizeof failure.message, "out of memory reading JPEG metadata");
+            longjmp(failure.jump, 1);
+        }
     }
-    exif = exif_buf;
-    xmp = xmp_buf;
 
     jpeg_start_decompress(&cinfo);
     size_t channels = (size_t)cinfo.output_components;

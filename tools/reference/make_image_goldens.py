@@ -31,6 +31,12 @@ EXIF: open_clip (and OpenFlamingo) never call exif_transpose, so the Python refe
 sideways photos to the model as stored. libflamingo applies the orientation (what a user expects),
 so the goldens apply ImageOps.exif_transpose first; for files without an orientation it is a no-op.
 
+Pillow 13 changed the order of its two resize passes (python-pillow/Pillow#9549): vertical first
+when the height shrinks by more than twice as many pixels as the width, horizontal first otherwise.
+The pass order is visible in the output (the image is rounded to 8 bits between the passes);
+pass_order() finds, with Pillow alone, which order each golden took and checks the rule that
+Sources/FlamingoCore/Image/PillowResample.swift implements; index.json records it.
+
 One deliberate deviation: 16-bit grayscale PNGs. Pillow opens them as "I;16", and convert("RGB")
 then clips each 16-bit sample at 255, so the reference turns almost any such image white.
 libflamingo keeps the high byte of every 16-bit sample (as Pillow itself does for 16-bit RGB, RGBA
@@ -204,7 +210,7 @@ def make_images():
     save(pattern(30, 410, 6), "rgb_tall_30x410.png")
     add("rgb_tall_30x410.png", [48], "very tall")
     save(pattern(150, 100, 7), "rgb_150x100.png")
-    add("rgb_150x100.png", [224, 48], "upscale to 224 (336x224)", normalized=[48])
+    add("rgb_150x100.png", [224, 48], "upscale to 224 (336x224)")
     save(pattern(48, 48, 8), "rgb_48x48.png")
     add("rgb_48x48.png", [48, 32], "already 48: no resize, crop only")
     save(pattern(48, 53, 9), "rgb_48x53.png")
@@ -213,6 +219,17 @@ def make_images():
     add("rgb_49x48.png", [48], "no resize; crop left = round(0.5) = 0")
     save(pattern(48, 51, 11), "rgb_48x51.png")
     add("rgb_48x51.png", [48], "no resize; crop top = round(1.5) = 2")
+
+    # Pillow 13 resizes vertically first when the height shrinks by more than twice as many pixels
+    # as the width (python-pillow/Pillow#9549): tall images with aspect > ~2 that are downscaled
+    save(pattern(90, 300, 51, noise=12), "rgb_tall_down_90x300.png")
+    add("rgb_tall_down_90x300.png", [48], "downscaled tall image: vertical pass first")
+    save(pattern(40, 80, 52, noise=40), "rgb_tie_40x80.png")
+    add("rgb_tie_40x80.png", [32], "40x80 -> 32x64: h-H == 2(w-W), still horizontal first")
+    save(pattern(40, 81, 53, noise=40), "rgb_40x81.png")
+    add("rgb_40x81.png", [32], "40x81 -> 32x64: h-H > 2(w-W), vertical first")
+    save(np.dstack([pattern(60, 200, 54, noise=12), alpha_plane(60, 200, 55)]), "rgba_tall_60x200.png")
+    add("rgba_tall_60x200.png", [32], "RGBA, vertical pass first")
 
     # other PNG modes
     save(pattern(120, 90, 12, channels=1)[..., 0], "gray_120x90.png")
@@ -374,6 +391,29 @@ def reference(path, size, high_byte_gray16=False):
     return u8, f32
 
 
+def pass_order(path, size):
+    """Which order Pillow's two-pass resize took for this golden, found with Pillow alone: two
+    single-axis resizes in a row reproduce each order exactly (the crop does not matter)."""
+    im = ImageOps.exif_transpose(Image.open(path))
+    if im.mode in ("P", "1", "I;16"):
+        return "n/a"
+    if im.mode in ("RGBA", "LA"):
+        im = im.convert({"RGBA": "RGBa", "LA": "La"}[im.mode])
+    w, h = im.size
+    t = open_clip.image_transform(size, is_train=False, mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)
+    W, H = t.transforms[0](Image.new("L", (w, h))).size
+    if W == w or H == h:
+        return "one pass" if (W, H) != (w, h) else "none"
+    both = np.asarray(im.resize((W, H), Image.BICUBIC))
+    hv = np.asarray(im.resize((W, h), Image.BICUBIC).resize((W, H), Image.BICUBIC))
+    vh = np.asarray(im.resize((w, H), Image.BICUBIC).resize((W, H), Image.BICUBIC))
+    order = ("horizontal first" if np.array_equal(both, hv) else "") + ("vertical first" if np.array_equal(both, vh) else "")
+    assert order, "neither pass order reproduces Pillow"
+    rule = H < h and h - H > 2 * (w - W)  # PillowResample.verticalFirst
+    assert order == ("vertical first" if rule else "horizontal first") or np.array_equal(hv, vh), (path, order)
+    return order if not np.array_equal(hv, vh) else "either"
+
+
 def self_checks():
     """Pillow's conversions that the Swift code reproduces (PixelConvert.swift), exhaustively."""
     a = np.arange(256)
@@ -433,9 +473,11 @@ def main():
         if it["raw"]:
             tensors[f"{it['file']}.raw"] = np.ascontiguousarray(np.asarray(Image.open(path), dtype=np.uint8))
         it["orientation"] = int(Image.open(path).getexif().get(0x0112, 1))
+        it["pass_order"] = {str(sz): pass_order(path, sz) for sz in it["sizes"]}
 
     save_file(dict(sorted(tensors.items())), str(OUT / "goldens.safetensors"),
               metadata={"generator": "tools/reference/make_image_goldens.py"})
+    os.chmod(OUT / "goldens.safetensors", 0o644)
 
     index = {
         "generator": "tools/reference/make_image_goldens.py",
@@ -461,7 +503,7 @@ def main():
             total += p.stat().st_size
     index["total_bytes"] = total
     (OUT / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    assert total < 1_400_000, total
+    assert total < 1_300_000, total
     print(f"{len(items)} images, {len(tensors)} tensors, {total} bytes")
 
 

@@ -53,7 +53,7 @@ public enum ImageDecoder {
         guard let n = byteCount(width, height, channels), bytes.count == n else {
             throw FlamingoError.invalidArgument("a \(width)x\(height)x\(channels) image needs \(width)x\(height)x\(channels) bytes, got \(bytes.count)")
         }
-        let src = bytes.bindMemory(to: UInt8.self)
+        let src = UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         let count = width * height
         if channels == 3 { return RGBImage(width: width, height: height, pixels: Array(src), source: .rgb) }
         return RGBImage(width: width, height: height,

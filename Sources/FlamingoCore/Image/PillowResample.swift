@@ -6,7 +6,8 @@
 //   2 * scale when downscaling (antialiasing), bounds rounded by truncation,
 //   weights normalised to sum 1, then converted to 22-bit fixed point;
 // - the source box passed as float (a side above 2^24 rounds);
-// - horizontal pass first, rounded and clamped to uint8, then vertical;
+// - the pass order (see verticalFirst), with the first pass's result
+//   rounded and clamped to uint8 before the second;
 // - a pass skipped when that side keeps its size.
 // Only the window that the centre crop keeps is computed: each output pixel
 // depends on its own coefficients alone, so this changes no value.
@@ -87,6 +88,16 @@ enum PillowResample {
         return x <= 0 ? 0 : x >= 255 ? 255 : UInt8(truncatingIfNeeded: x)
     }
 
+    /// Pillow 13's pass order (Resample.c, python-pillow/Pillow#9549):
+    /// vertical first when the height shrinks by more than twice as many
+    /// pixels as the width does; horizontal first otherwise. The rounding
+    /// to 8 bits between the passes makes the order visible in the output.
+    /// (Rule checked against Pillow 13.0.0 on ~1,500 random sizes, every
+    /// one matching; earlier Pillow versions order the passes differently.)
+    static func verticalFirst(width: Int, height: Int, outWidth: Int, outHeight: Int) -> Bool {
+        outHeight < height && height - outHeight > 2 * (width - outWidth)
+    }
+
     /// Bicubic resize of an interleaved `channels`-byte image to
     /// outWidth x outHeight, returning only `window` of the result.
     static func bicubic(_ src: [UInt8], width: Int, height: Int, channels: Int,
@@ -94,90 +105,109 @@ enum PillowResample {
         let c = channels
         let needHorizontal = outWidth != width
         let needVertical = outHeight != height
+        let h = needHorizontal ? bicubicTaps(inSize: width, outSize: outWidth, first: window.x, count: window.width) : nil
+        let v = needVertical ? bicubicTaps(inSize: height, outSize: outHeight, first: window.y, count: window.height) : nil
 
-        // Rows of the source (or of the horizontal pass) the window needs.
-        let vtaps = needVertical ? bicubicTaps(inSize: height, outSize: outHeight, first: window.y, count: window.height) : nil
-        var rowLo = window.y, rowHi = window.y + window.height
-        if let v = vtaps {
-            rowLo = Int.max; rowHi = 0
-            for j in 0..<window.height where v.length[j] > 0 {
-                rowLo = min(rowLo, v.start[j])
-                rowHi = max(rowHi, v.start[j] + v.length[j])
-            }
-            if rowLo > rowHi { rowLo = 0; rowHi = 0 }
-        }
-        let rows = rowHi - rowLo
-        let tw = window.width
-
-        // Horizontal pass over rows rowLo..<rowHi, window columns only.
-        var temp = [UInt8](repeating: 0, count: rows * tw * c)
-        src.withUnsafeBufferPointer { s in
-            temp.withUnsafeMutableBufferPointer { t in
-                if !needHorizontal {
-                    for r in 0..<rows {
-                        let from = ((rowLo + r) * width + window.x) * c
-                        for i in 0..<(tw * c) { t[r * tw * c + i] = s[from + i] }
-                    }
-                    return
+        return src.withUnsafeBufferPointer { s in
+            if let h, let v, verticalFirst(width: width, height: height, outWidth: outWidth, outHeight: outHeight) {
+                // source columns the window's horizontal taps read
+                let (lo, hi) = span(h)
+                let temp = verticalPass(s, stride: width * c, offset: lo * c, rowBase: 0, rowBytes: (hi - lo) * c, taps: v)
+                return temp.withUnsafeBufferPointer {
+                    horizontalPass($0, stride: (hi - lo) * c, rowBase: 0, rows: window.height, colBase: lo, channels: c, taps: h)
                 }
-                let h = bicubicTaps(inSize: width, outSize: outWidth, first: window.x, count: tw)
-                h.weights.withUnsafeBufferPointer { kk in
-                    let half = Int32(1) << (precisionBits - 1)
-                    for r in 0..<rows {
-                        let row = (rowLo + r) * width * c
-                        let outRow = r * tw * c
-                        for j in 0..<tw {
-                            let k = j * h.ksize
-                            let n = h.length[j]
-                            var p = row + h.start[j] * c
-                            var s0 = half, s1 = half, s2 = half, s3 = half
-                            if c == 4 {
-                                for x in 0..<n {
-                                    let w = kk[k + x]
-                                    s0 &+= Int32(s[p]) &* w
-                                    s1 &+= Int32(s[p + 1]) &* w
-                                    s2 &+= Int32(s[p + 2]) &* w
-                                    s3 &+= Int32(s[p + 3]) &* w
-                                    p += 4
-                                }
-                                t[outRow + 4 * j + 3] = clip8(s3)
-                            } else {
-                                for x in 0..<n {
-                                    let w = kk[k + x]
-                                    s0 &+= Int32(s[p]) &* w
-                                    s1 &+= Int32(s[p + 1]) &* w
-                                    s2 &+= Int32(s[p + 2]) &* w
-                                    p += 3
-                                }
+            }
+            // horizontal first, over the rows the vertical taps read
+            let (lo, hi) = v.map(span) ?? (window.y, window.y + window.height)
+            let temp: [UInt8]
+            if let h {
+                temp = horizontalPass(s, stride: width * c, rowBase: lo, rows: hi - lo, colBase: 0, channels: c, taps: h)
+            } else {
+                temp = crop(s, width: width, channels: c, window: Window(x: window.x, y: lo, width: window.width, height: hi - lo))
+            }
+            guard let v else { return temp }
+            return temp.withUnsafeBufferPointer {
+                verticalPass($0, stride: window.width * c, offset: 0, rowBase: lo, rowBytes: window.width * c, taps: v)
+            }
+        }
+    }
+
+    /// The source range lo..<hi that a set of taps reads.
+    static func span(_ t: Taps) -> (Int, Int) {
+        var lo = Int.max, hi = 0
+        for j in 0..<t.start.count where t.length[j] > 0 {
+            lo = min(lo, t.start[j])
+            hi = max(hi, t.start[j] + t.length[j])
+        }
+        return lo > hi ? (0, 0) : (lo, hi)
+    }
+
+    /// ImagingResampleHorizontal_8bpc for `rows` rows starting at source row
+    /// `rowBase`; taps index source columns, `colBase` being the first one
+    /// present in `s`. Output: rows x taps.count pixels.
+    static func horizontalPass(_ s: UnsafeBufferPointer<UInt8>, stride: Int, rowBase: Int, rows: Int,
+                               colBase: Int, channels c: Int, taps: Taps) -> [UInt8] {
+        let n = taps.start.count
+        var out = [UInt8](repeating: 0, count: rows * n * c)
+        let half = Int32(1) << (precisionBits - 1)
+        out.withUnsafeMutableBufferPointer { t in
+            taps.weights.withUnsafeBufferPointer { kk in
+                for r in 0..<rows {
+                    let row = (rowBase + r) * stride
+                    let outRow = r * n * c
+                    for j in 0..<n {
+                        let k = j * taps.ksize
+                        var p = row + (taps.start[j] - colBase) * c
+                        var s0 = half, s1 = half, s2 = half, s3 = half
+                        if c == 4 {
+                            for x in 0..<taps.length[j] {
+                                let w = kk[k + x]
+                                s0 &+= Int32(s[p]) &* w
+                                s1 &+= Int32(s[p + 1]) &* w
+                                s2 &+= Int32(s[p + 2]) &* w
+                                s3 &+= Int32(s[p + 3]) &* w
+                                p += 4
                             }
-                            t[outRow + c * j] = clip8(s0)
-                            t[outRow + c * j + 1] = clip8(s1)
-                            t[outRow + c * j + 2] = clip8(s2)
+                            t[outRow + 4 * j + 3] = clip8(s3)
+                        } else {
+                            for x in 0..<taps.length[j] {
+                                let w = kk[k + x]
+                                s0 &+= Int32(s[p]) &* w
+                                s1 &+= Int32(s[p + 1]) &* w
+                                s2 &+= Int32(s[p + 2]) &* w
+                                p += 3
+                            }
                         }
+                        t[outRow + c * j] = clip8(s0)
+                        t[outRow + c * j + 1] = clip8(s1)
+                        t[outRow + c * j + 2] = clip8(s2)
                     }
                 }
             }
         }
-        guard let v = vtaps else { return temp }
+        return out
+    }
 
-        // Vertical pass: one accumulator per byte of an output row; integer
-        // sums, so the order of the additions does not matter.
-        let rowBytes = tw * c
-        var out = [UInt8](repeating: 0, count: window.height * rowBytes)
+    /// ImagingResampleVertical_8bpc: output row i sums the source rows its
+    /// taps name (`rowBase` being the first row present in `s`), over
+    /// `rowBytes` bytes from `offset` in each row. One accumulator per byte;
+    /// integer sums, so the order of the additions does not matter.
+    static func verticalPass(_ s: UnsafeBufferPointer<UInt8>, stride: Int, offset: Int, rowBase: Int,
+                             rowBytes: Int, taps: Taps) -> [UInt8] {
+        let n = taps.start.count
+        var out = [UInt8](repeating: 0, count: n * rowBytes)
         var acc = [Int32](repeating: 0, count: rowBytes)
-        temp.withUnsafeBufferPointer { t in
-            out.withUnsafeMutableBufferPointer { o in
-                acc.withUnsafeMutableBufferPointer { a in
-                    v.weights.withUnsafeBufferPointer { kk in
-                        for i in 0..<window.height {
-                            for b in 0..<rowBytes { a[b] = Int32(1) << (precisionBits - 1) }
-                            for y in 0..<v.length[i] {
-                                let w = kk[i * v.ksize + y]
-                                let base = (v.start[i] + y - rowLo) * rowBytes
-                                for b in 0..<rowBytes { a[b] &+= Int32(t[base + b]) &* w }
-                            }
-                            for b in 0..<rowBytes { o[i * rowBytes + b] = clip8(a[b]) }
+        out.withUnsafeMutableBufferPointer { o in
+            acc.withUnsafeMutableBufferPointer { a in
+                taps.weights.withUnsafeBufferPointer { kk in
+                    for i in 0..<n {
+                        for b in 0..<rowBytes { a[b] = Int32(1) << (precisionBits - 1) }
+                        for y in 0..<taps.length[i] {
+                            let w = kk[i * taps.ksize + y]
+                            let base = (taps.start[i] + y - rowBase) * stride + offset
+                            for b in 0..<rowBytes { a[b] &+= Int32(s[base + b]) &* w }
                         }
+                        for b in 0..<rowBytes { o[i * rowBytes + b] = clip8(a[b]) }
                     }
                 }
             }
@@ -222,14 +252,16 @@ enum PillowResample {
 
     /// A plain crop (no resize), `channels` bytes per pixel.
     static func crop(_ src: [UInt8], width: Int, channels: Int, window: Window) -> [UInt8] {
+        src.withUnsafeBufferPointer { crop($0, width: width, channels: channels, window: window) }
+    }
+
+    static func crop(_ s: UnsafeBufferPointer<UInt8>, width: Int, channels: Int, window: Window) -> [UInt8] {
         let c = channels
         var out = [UInt8](repeating: 0, count: window.width * window.height * c)
-        src.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { o in
-                for i in 0..<window.height {
-                    let from = ((window.y + i) * width + window.x) * c
-                    for b in 0..<(window.width * c) { o[i * window.width * c + b] = s[from + b] }
-                }
+        out.withUnsafeMutableBufferPointer { o in
+            for i in 0..<window.height {
+                let from = ((window.y + i) * width + window.x) * c
+                for b in 0..<(window.width * c) { o[i * window.width * c + b] = s[from + b] }
             }
         }
         return out
