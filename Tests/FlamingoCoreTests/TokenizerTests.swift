@@ -257,7 +257,7 @@ final class TokenizerTests: XCTestCase {
 
     /// The fixture's tokenizer.json with one component replaced.
     func edited(_ key: String, _ value: String, base: String = "/mpt_tiny/tokenizer.json") throws -> JSON {
-        guard case .object(var o) = try JSON.parse(readWholeFile(fixturesDir + base).withUnsafeBytes { $0 }) else {
+        guard case .object(var o) = try readWholeFile(fixturesDir + base).withUnsafeBytes({ try JSON.parse($0) }) else {
             throw FlamingoError.internal("not an object")
         }
         o[key] = try JSON.parse(value)
@@ -331,6 +331,38 @@ final class TokenizerTests: XCTestCase {
         assertThrows(FlamingoError.invalidFormat, containing: "unk_token") { _ = try u.encode("ax") }
     }
 
+    /// Configurations the golden tokenizers do not use, each checked on a few
+    /// strings against HF 0.23 (expected values printed by HF itself).
+    func testOtherConfigurations() throws {
+        let cases: [(String, String, String, String, [Int], String)] = [
+            ("llama_metaspace", "normalizer", #"{"type": "Sequence", "normalizers": [{"type": "Strip", "strip_left": true, "strip_right": true}, {"type": "NFC"}]}"#,
+             "   the cat  ", [1, 470, 316, 651], "<s>the cat"),
+            ("llama_metaspace", "normalizer", #"{"type": "Sequence", "normalizers": [{"type": "Strip", "strip_left": true, "strip_right": true}, {"type": "NFC"}]}"#,
+             "<image> the e\u{301}", [1, 2457, 470, 316, 416, 198, 172], "<s><image>the \u{e9}"),
+            ("llama_metaspace", "pre_tokenizer", #"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}"#,
+             "<image>the  cat", [1, 2457, 480, 416, 651], "<s><image> the  cat"),
+            ("llama_metaspace", "pre_tokenizer", #"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}"#,
+             " a  b ", [1, 433, 416, 435, 416], "<s> a  b "),
+            ("llama_metaspace", "pre_tokenizer", #"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": false}"#,
+             "the cat", [1, 470, 316, 651], "<s>the cat"),
+            ("llama_metaspace", "pre_tokenizer", #"{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": false}"#,
+             " x", [1, 1199], "<s> x"),
+            ("neox_bpe", "pre_tokenizer", #"{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": false}"#,
+             "hello world", [353, 70, 566, 946], " hello world"),
+            ("neox_bpe", "pre_tokenizer", #"{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": false}"#,
+             "x  y", [1745, 3000, 357], " x   y"),
+            ("neox_bpe", "post_processor", #"{"type": "RobertaProcessing", "sep": ["<|padding|>", 1], "cls": ["<|endoftext|>", 0], "trim_offsets": true, "add_prefix_space": false}"#,
+             "hi there", [0, 282, 727, 1], "<|endoftext|>hi there<|padding|>"),
+            ("neox_bpe", "pre_tokenizer", #"{"type": "Sequence", "pretokenizers": [{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}, {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]}"#,
+             "hello world  again", [160, 246, 225, 550, 566, 160, 246, 225, 2480, 317, 3000, 160, 246, 225, 1335, 493], "▁hello▁world  ▁again"),
+        ]
+        for (base, key, value, text, ids, decoded) in cases {
+            let t = try Tokenizer(json: try edited(key, value, base: "/tokenizers/\(base).json"))
+            XCTAssertEqual(try t.encode(text), ids, "\(base) \(value) \(text)")
+            XCTAssertEqual(Array(try t.decode(ids).utf8), Array(decoded.utf8), "\(base) \(value) \(text)")
+        }
+    }
+
     func testLongWordsAreCutExactly() throws {
         // LLaMA's pre-tokeniser leaves a whole piece as one BPE word; the model
         // cuts long words where no merge can join the sides. Same ids as merging
@@ -347,24 +379,33 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
-    // MARK: - speed (opt-in: FLAMINGO_TOKENIZER_BENCH=1, release build)
+    // MARK: - speed (opt-in, release build)
+    //
+    //   FLAMINGO_TOKENIZER_BENCH=1 [FLAMINGO_TOKENIZER_BENCH_TEXT=english.txt]
+    //   [FLAMINGO_TOKENIZER_BENCH_JSON=a/tokenizer.json:b/tokenizer.json]
+    //   swift test -c release -Xswiftc -enable-testing --filter TokenizerTests/testEncodeThroughput
 
     func testEncodeThroughput() throws {
         guard let flag = getenv("FLAMINGO_TOKENIZER_BENCH"), String(cString: flag) == "1" else {
             throw XCTSkip("set FLAMINGO_TOKENIZER_BENCH=1 (and build with -c release) to measure")
         }
         var text = ""
-        if let path = getenv("FLAMINGO_TOKENIZER_BENCH_TEXT"), let bytes = try? readWholeFile(String(cString: path)) {
-            text = String(decoding: bytes, as: UTF8.self)
+        if let path = getenv("FLAMINGO_TOKENIZER_BENCH_TEXT") {
+            text = String(decoding: try readWholeFile(String(cString: path)), as: UTF8.self)
         } else {
             let english = Self.strings.filter { $0.utf8.allSatisfy { $0 < 0x80 } && $0.count > 20 }
             while text.utf8.count < 4_000_000 { text += english.joined(separator: " ") + "\n" }
         }
-        for name in ["neox_bpe", "llama_legacy", "llama_metaspace"] {
-            let t = try Tokenizer(path: Self.dir + "/" + name + ".json")
+        var paths = ["neox_bpe", "llama_legacy", "llama_metaspace"].map { Self.dir + "/" + $0 + ".json" }
+        if let list = getenv("FLAMINGO_TOKENIZER_BENCH_JSON") {
+            paths = String(cString: list).split(separator: ":").map(String.init)
+        }
+        for path in paths {
+            let t = try Tokenizer(path: path)
             let warm = try t.measureEncodeThroughput(text, minimumSeconds: 2)
             let cold = try t.measureEncodeThroughput(text, minimumSeconds: 2, coldCache: true)
-            print(String(format: "%@: %.1f MB/s (warm cache), %.1f MB/s (cold cache), %d bytes", name, warm, cold, text.utf8.count))
+            print(String(format: "%@: %.1f MB/s (warm cache), %.1f MB/s (cold cache), %d bytes",
+                         path, warm, cold, text.utf8.count))
         }
     }
 }

@@ -54,19 +54,13 @@ final class BPEModel {
     }
     private var state: State? = State()
 
-    func withState<R>(_ body: (inout State) throws -> R) rethrows -> R {
-        var st = state ?? State()
-        state = nil
-        defer { state = st }
-        return try body(&st)
-    }
+    /// Cached words before the cache is emptied (about 10 MB at most).
     private let cacheLimit = 200_000
-
+    /// Words longer than this are not cached (HF: 256 characters).
+    private static let maxCachedWord = 256
     /// Words at least this long are cut before merging (tests disable it to
     /// check the cut changes nothing).
     var cutThreshold = 48
-    /// Words longer than this are not cached (HF: 256 characters).
-    private static let maxCachedWord = 256
 
     init(json m: TokenizerJSON) throws {
         if let d = m.field("dropout"), let p = d.value.double, p > 0 {
@@ -84,7 +78,7 @@ final class BPEModel {
             vocab.insert(Array(token.utf8), Int32(id))
             maxId = max(maxId, id)
         }
-        guard maxId < 16_000_000 else {
+        guard maxId < 1 << 22 else {
             throw FlamingoError.invalidFormat("tokenizer.json: model.vocab id \(maxId) is implausibly large")
         }
         var tokens = [[UInt8]?](repeating: nil, count: maxId + 1)
@@ -115,13 +109,16 @@ final class BPEModel {
         let merges = PairTable(capacity: list.count)
         let joinable = PairTable(capacity: list.count)
         let prefixLength = subwordPrefix?.count ?? 0
-        for (rank, item) in list.enumerated() {
+        var rank = 0
+        for (index, item) in list.enumerated() {
             let a: [UInt8], b: [UInt8]
             if let s = item.string {
-                // HF splits on every space and wants exactly two parts.
+                // HF skips "#version" lines (merges.txt heritage), splits on
+                // every space and wants exactly two parts.
+                if s.utf8.starts(with: "#version".utf8) { continue }
                 let parts = s.utf8.split(separator: 0x20, omittingEmptySubsequences: false)
                 guard parts.count == 2 else {
-                    throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(rank)] = \"\(s)\" is not two tokens separated by one space")
+                    throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(index)] = \"\(s)\" is not two tokens separated by one space")
                 }
                 a = Array(parts[0])
                 b = Array(parts[1])
@@ -129,16 +126,17 @@ final class BPEModel {
                 a = Array(x.utf8)
                 b = Array(y.utf8)
             } else {
-                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(rank)] must be \"a b\" or [\"a\", \"b\"]")
+                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(index)] must be \"a b\" or [\"a\", \"b\"]")
             }
             guard let ia = vocab.find(a), let ib = vocab.find(b), b.count >= prefixLength else {
-                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(rank)] uses a token missing from the vocabulary")
+                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(index)] uses a token missing from the vocabulary")
             }
             let merged = a + b[prefixLength...]
             guard let im = vocab.find(merged) else {
-                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(rank)]: the merged token \"\(makeString(merged))\" is not in the vocabulary")
+                throw FlamingoError.invalidFormat("tokenizer.json: model.merges[\(index)]: the merged token \"\(makeString(merged))\" is not in the vocabulary")
             }
             merges.insert(PairTable.key(UInt32(ia), UInt32(ib)), (Int32(rank), im))
+            rank += 1
             if let last = scalars(a).last, let first = scalars(b).first {
                 joinable.insert(PairTable.key(last, first), (0, 0))
             }
@@ -155,6 +153,14 @@ final class BPEModel {
         // With a subword prefix or word suffix a character's symbol depends on
         // its position in the word, so cutting would change the result.
         canCut = subwordPrefix == nil && wordSuffix == nil
+    }
+
+    /// Runs `body` with the mutable state moved into a local (the caller holds the lock).
+    func withState<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        var st = state ?? State()
+        state = nil
+        defer { state = st }
+        return try body(&st)
     }
 
     func clearCache() {

@@ -24,17 +24,8 @@ indirect enum TokenDecoder {
         case "ByteLevel":
             return .byteLevel
         case "Metaspace":
-            var rep: [UInt8] = []
-            appendUTF8(try j.character("replacement"), to: &rep)
-            var never = false
-            if let s = try j.optionalString("prepend_scheme") {
-                guard ["always", "first", "never"].contains(s) else {
-                    throw FlamingoError.invalidFormat("tokenizer.json: \(j.path).prepend_scheme = \"\(s)\" is not always, first or never")
-                }
-                never = s == "never"
-            }
-            if j.field("add_prefix_space") != nil, try !j.bool("add_prefix_space", default: true) { never = true }
-            return .metaspace(replacement: rep, dropFirst: !never)
+            let (rep, scheme) = try metaspaceSettings(j)
+            return .metaspace(replacement: rep, dropFirst: scheme != .never)
         case "Replace":
             let (pattern, content) = try Normalizer.replaceArguments(j)
             return .replace(pattern: pattern, content: content)
@@ -62,7 +53,7 @@ indirect enum TokenDecoder {
                     var i = 0
                     while i < p.count {
                         let (v, n) = decodeScalar(p, i)
-                        guard let b = scalarToByte[v] else { allMapped = false; break }
+                        guard let b = scalarToByte(v) else { allMapped = false; break }
                         bytes.append(b)
                         i += n
                     }

@@ -49,16 +49,19 @@ indirect enum Normalizer {
         return (pattern, Array(try j.string("content").utf8))
     }
 
-    /// The normalised bytes, or nil when unchanged.
-    func apply(_ p: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+    /// The normalised bytes (nil when unchanged), and whether the text now
+    /// starts past the start of the original: only a left Strip that removes
+    /// something moves it (Metaspace's "first" scheme prepends "▁" only to
+    /// text whose first character is the input's first).
+    func apply(_ p: UnsafeBufferPointer<UInt8>) -> (bytes: [UInt8]?, startMoved: Bool) {
         switch self {
         case .nfc:
-            return hfNFC(p)
+            return (hfNFC(p), false)
         case .prepend(let s):
-            guard p.count > 0 else { return nil }
-            return s + Array(p)
+            guard p.count > 0 else { return (nil, false) }
+            return (s + Array(p), false)
         case .replace(let pattern, let content):
-            return replacingOccurrences(in: p, of: pattern, with: content)
+            return (replacingOccurrences(in: p, of: pattern, with: content), false)
         case .strip(let left, let right):
             var start = 0, end = p.count
             if left {
@@ -76,23 +79,21 @@ indirect enum Normalizer {
                     end = k
                 }
             }
-            return start == 0 && end == p.count ? nil : Array(p[start..<end])
+            if start == 0 && end == p.count { return (nil, false) }
+            return (Array(p[start..<end]), start > 0)
         case .sequence(let list):
             var current: [UInt8]? = nil
+            var moved = false
             for n in list {
-                let next: [UInt8]?
-                if let c = current {
-                    next = c.withUnsafeBufferPointer { n.apply($0) }
-                } else {
-                    next = n.apply(p)
-                }
+                let (next, m) = current.map { c in c.withUnsafeBufferPointer { n.apply($0) } } ?? n.apply(p)
                 if let next { current = next }
+                moved = moved || m
             }
-            return current
+            return (current, moved)
         }
     }
 
     func apply(_ bytes: [UInt8]) -> [UInt8] {
-        bytes.withUnsafeBufferPointer { apply($0) } ?? bytes
+        bytes.withUnsafeBufferPointer { apply($0).bytes } ?? bytes
     }
 }

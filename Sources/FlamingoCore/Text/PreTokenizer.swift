@@ -25,27 +25,7 @@ indirect enum PreTokenizer {
             return .byteLevel(addPrefixSpace: try j.bool("add_prefix_space", default: true),
                               useRegex: try j.bool("use_regex", default: true))
         case "Metaspace":
-            let r = try j.character("replacement")
-            var rep: [UInt8] = []
-            appendUTF8(r, to: &rep)
-            // HF: prepend_scheme defaults to "always"; the older
-            // add_prefix_space = false means "never" (and must not contradict it).
-            var scheme = PrependScheme.always
-            if let s = try j.optionalString("prepend_scheme") {
-                switch s {
-                case "always": scheme = .always
-                case "first": scheme = .first
-                case "never": scheme = .never
-                default:
-                    throw FlamingoError.invalidFormat("tokenizer.json: \(j.path).prepend_scheme = \"\(s)\" is not always, first or never")
-                }
-            }
-            if j.field("add_prefix_space") != nil, try !j.bool("add_prefix_space", default: true) {
-                guard scheme == .never || j.field("prepend_scheme") == nil else {
-                    throw FlamingoError.invalidFormat("tokenizer.json: \(j.path): add_prefix_space does not match prepend_scheme")
-                }
-                scheme = .never
-            }
+            let (rep, scheme) = try metaspaceSettings(j)
             return .metaspace(replacement: rep, scheme: scheme, split: try j.bool("split", default: true))
         case "Sequence":
             return .sequence(try j.array("pretokenizers").compactMap { try parse($0) })
@@ -150,6 +130,31 @@ indirect enum PreTokenizer {
     }
 }
 
+/// replacement and prepend scheme of a Metaspace pre-tokeniser or decoder, as
+/// HF deserialises them: prepend_scheme defaults to "always"; the older
+/// add_prefix_space = false requires it to be "never" (HF rejects the file
+/// otherwise, including when prepend_scheme is absent).
+func metaspaceSettings(_ j: TokenizerJSON) throws -> ([UInt8], PrependScheme) {
+    var rep: [UInt8] = []
+    appendUTF8(try j.character("replacement"), to: &rep)
+    var scheme = PrependScheme.always
+    if let s = try j.optionalString("prepend_scheme") {
+        switch s {
+        case "always": scheme = .always
+        case "first": scheme = .first
+        case "never": scheme = .never
+        default:
+            throw FlamingoError.invalidFormat("tokenizer.json: \(j.path).prepend_scheme = \"\(s)\" is not always, first or never")
+        }
+    }
+    if try !j.bool("add_prefix_space", default: true) {
+        guard scheme == .never else {
+            throw FlamingoError.invalidFormat("tokenizer.json: \(j.path): add_prefix_space = false contradicts prepend_scheme \"\(scheme)\"")
+        }
+    }
+    return (rep, scheme)
+}
+
 // MARK: - byte-level alphabet
 
 /// bytes_char of HF byte_level.rs: printable Latin-1 bytes stand for
@@ -177,12 +182,19 @@ private let byteToUTF8: [UInt32] = byteToScalar.map { v in
     return packed
 }
 
-/// Scalar of the byte-level alphabet → the byte it stands for.
-let scalarToByte: [UInt32: UInt8] = {
-    var d: [UInt32: UInt8] = [:]
-    for b in 0..<256 { d[byteToScalar[b]] = UInt8(b) }
-    return d
+/// Scalar of the byte-level alphabet (all below U+0144) → the byte it stands for, -1 if none.
+private let scalarToByteTable: [Int16] = {
+    var t = [Int16](repeating: -1, count: 0x200)
+    for b in 0..<256 { t[Int(byteToScalar[b])] = Int16(b) }
+    return t
 }()
+
+@inline(__always)
+func scalarToByte(_ v: UInt32) -> UInt8? {
+    guard v < 0x200 else { return nil }
+    let b = scalarToByteTable[Int(v)]
+    return b < 0 ? nil : UInt8(b)
+}
 
 @inline(__always)
 func mapBytes(_ p: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {

@@ -106,10 +106,12 @@ public final class Tokenizer: @unchecked Sendable {
             case .text(let r):
                 guard !r.isEmpty else { continue }
                 let piece = UnsafeBufferPointer(rebasing: input[r])
-                if let normalized = normalizer?.apply(piece) {
-                    try normalized.withUnsafeBufferPointer { try encodeNormalized($0, atOrigin: r.lowerBound == 0, &st, into: &ids) }
+                let (normalized, moved) = normalizer?.apply(piece) ?? (nil, false)
+                let atOrigin = r.lowerBound == 0 && !moved
+                if let normalized {
+                    try normalized.withUnsafeBufferPointer { try encodeNormalized($0, atOrigin: atOrigin, &st, into: &ids) }
                 } else {
-                    try encodeNormalized(piece, atOrigin: r.lowerBound == 0, &st, into: &ids)
+                    try encodeNormalized(piece, atOrigin: atOrigin, &st, into: &ids)
                 }
             }
         }

@@ -74,17 +74,46 @@ func isWhitespaceScalar(_ v: UInt32) -> Bool { scalarClass(v) == .space }
 
 /// HF's NFC of valid UTF-8, or nil when it leaves the text unchanged.
 ///
-/// Swift's own NFC (String._nfcCodeUnits) knows every character; HF's treats
+/// Only runs of non-ASCII text (with the ASCII character before them, which
+/// may compose with a following mark) can change: an ASCII character is a
+/// starter that never combines with what precedes it, so normalisation never
+/// crosses it, and a run whose scalars are all below U+0300 (lead bytes below
+/// 0xCC) is already stable. English text thus costs one scan.
+func hfNFC(_ p: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+    var out: [UInt8]? = nil
+    var copied = 0
+    var i = 0
+    while i < p.count {
+        guard p[i] >= 0x80 else { i += 1; continue }
+        var end = i, needs = false
+        while end < p.count && p[end] >= 0x80 {
+            if p[end] >= 0xCC { needs = true }
+            end += 1
+        }
+        if needs {
+            let start = i > 0 ? i - 1 : 0
+            let run = UnsafeBufferPointer(rebasing: p[start..<end])
+            let normalized = nfcRun(run)
+            if !normalized.elementsEqual(run) {
+                if out == nil { out = []; out?.reserveCapacity(p.count + 16) }
+                out?.append(contentsOf: p[copied..<start])
+                out?.append(contentsOf: normalized)
+                copied = end
+            }
+        }
+        i = end
+    }
+    guard var result = out else { return nil }
+    result.append(contentsOf: p[copied..<p.count])
+    return result
+}
+
+/// Swift's NFC (String._nfcCodeUnits) knows every character; HF's treats
 /// characters newer than Unicode 9.0 as unassigned, i.e. as starters that
 /// neither decompose, compose nor reorder. Such a character therefore cuts
 /// the text into independent runs: each run is normalised by Swift and the
 /// character itself is kept as is, which reproduces HF exactly.
-func hfNFC(_ p: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-    // Scalars below U+0300 (lead bytes below 0xCC) are NFC-stable and never
-    // combine with what precedes them.
-    var needs = false
-    for b in p where b >= 0xCC { needs = true; break }
-    guard needs else { return nil }
+private func nfcRun(_ p: UnsafeBufferPointer<UInt8>) -> [UInt8] {
     var out: [UInt8] = []
     out.reserveCapacity(p.count)
     var runStart = 0
@@ -104,6 +133,5 @@ func hfNFC(_ p: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         i += n
     }
     flush(p.count)
-    if out.count == p.count && out.elementsEqual(p) { return nil }
     return out
 }
