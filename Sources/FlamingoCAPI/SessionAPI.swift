@@ -5,8 +5,8 @@ import FlamingoCore
 /// What a flamingo_session* points to. The sequence keeps the model graph
 /// (and so the mapped weights) alive on its own.
 final class SessionHandle {
-    let sequence: Sequence
-    init(_ s: Sequence) { sequence = s }
+    let sequence: TokenSequence
+    init(_ s: TokenSequence) { sequence = s }
 }
 
 let sessions = HandleRegistry<SessionHandle>("flamingo_session")

@@ -3,7 +3,7 @@ import XCTest
 
 final class GenerationTests: XCTestCase {
     /// A fixture's prompt evaluated with its images, ready to generate.
-    func prompt(_ name: String) throws -> (Sequence, ReferenceTests.Fixture) {
+    func prompt(_ name: String) throws -> (TokenSequence, ReferenceTests.Fixture) {
         let f = try ReferenceTests.Fixture(name)
         let (_, seq) = try f.sequenceWithImages()
         _ = try seq.evaluate(try f.ids("input.input_ids"))

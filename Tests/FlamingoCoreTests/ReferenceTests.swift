@@ -17,7 +17,7 @@ final class ReferenceTests: XCTestCase {
 
         /// The model with an empty sequence whose media are the reference's
         /// images (`input.pixels`).
-        func sequenceWithImages() throws -> (Flamingo, Sequence) {
+        func sequenceWithImages() throws -> (Flamingo, TokenSequence) {
             let flamingo = try Flamingo(model)
             let pixels = try r("input.pixels")
             let pix = Buffer(pixels.floats())

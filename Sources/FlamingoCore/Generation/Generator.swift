@@ -18,7 +18,7 @@ public enum Generator {
     /// reports the final tokens); returning false stops generation.
     public typealias TokenCallback = (Int) -> Bool
 
-    public static func generate(_ seq: Sequence, config c: GenerationConfig,
+    public static func generate(_ seq: TokenSequence, config c: GenerationConfig,
                                 onToken: TokenCallback? = nil) throws -> Result {
         try c.validate(vocabSize: seq.flamingo.config.languageModel.vocabSize)
         guard !seq.lastLogits.isEmpty else {
@@ -37,7 +37,7 @@ public enum Generator {
         }
     }
 
-    static func sampleOrGreedy(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
+    static func sampleOrGreedy(_ seq: TokenSequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
         try sampleOrGreedy([seq], c, onToken.map { cb in { _, t in cb(t) } })[0]
     }
 
@@ -46,7 +46,7 @@ public enum Generator {
     /// token of all unfinished sequences in one batched forward pass. Each
     /// sequence draws from its own random stream (seed + index). Beam search
     /// is per prompt (its beams are batched internally).
-    public static func generate(batch seqs: [Sequence], config c: GenerationConfig,
+    public static func generate(batch seqs: [TokenSequence], config c: GenerationConfig,
                                 onToken: ((Int, Int) -> Bool)? = nil) throws -> [Result] {
         guard c.numBeams == 1 else {
             return try seqs.enumerated().map { i, s in try generate(s, config: c, onToken: onToken.map { cb in { cb(i, $0) } }) }
@@ -69,7 +69,7 @@ public enum Generator {
         }
     }
 
-    static func sampleOrGreedy(_ seqs: [Sequence], _ c: GenerationConfig, _ onToken: ((Int, Int) -> Bool)?) throws -> [Result] {
+    static func sampleOrGreedy(_ seqs: [TokenSequence], _ c: GenerationConfig, _ onToken: ((Int, Int) -> Bool)?) throws -> [Result] {
         var rngs = seqs.indices.map { RandomSource(seed: c.seed &+ UInt64($0)) }
         var out = [[Int]](repeating: [], count: seqs.count)
         var reason = [StopReason?](repeating: nil, count: seqs.count)
@@ -105,14 +105,14 @@ public enum Generator {
     /// beam score; candidates that hit a stop token (or the length limit)
     /// and rank within the first `beams` become finished hypotheses scored
     /// sum / length^length_penalty; the best unfinished ones continue.
-    static func beamSearch(_ seq: Sequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
+    static func beamSearch(_ seq: TokenSequence, _ c: GenerationConfig, _ onToken: TokenCallback?) throws -> Result {
         let beams = c.numBeams, vocab = seq.lastLogits.count
         let keep = max(2, 1 + c.stopTokens.count) * beams
         let prompt = seq.tokens
         let penalty = { (length: Int) -> Float in powf(Float(length), c.lengthPenalty) }
         let dead: Float = -1e9
 
-        var running: [Sequence] = (0..<beams).map { _ in seq.copy() }
+        var running: [TokenSequence] = (0..<beams).map { _ in seq.copy() }
         var runningTokens = [[Int]](repeating: [], count: beams)
         var runningScores = [Float](repeating: dead, count: beams)
         runningScores[0] = 0

@@ -3,7 +3,7 @@
 /// candidate continues it (in cached-media mode: its tokens attend to the
 /// last image of the context) and is scored by the sum of its tokens'
 /// log-probabilities.
-extension Sequence {
+extension TokenSequence {
     /// Sum of log p(candidate tokens | evaluated sequence) for each
     /// candidate; the sequence itself is left as it was.
     public func logLikelihoods(of candidates: [[Int]]) throws -> [Float] {

@@ -68,19 +68,19 @@ public final class Flamingo: @unchecked Sendable {
         return out
     }
 
-    public func makeSequence(capacity: Int? = nil) -> Sequence {
+    public func makeSequence(capacity: Int? = nil) -> TokenSequence {
         let lmc = config.languageModel
-        return Sequence(self, cache: KVCache(layers: lmc.layers, capacity: capacity ?? lmc.maxSeqLen,
+        return TokenSequence(self, cache: KVCache(layers: lmc.layers, capacity: capacity ?? lmc.maxSeqLen,
                                              width: lmc.kvHeads * lmc.headDim))
     }
 }
 
 /// New tokens for one sequence in a forward step.
 public struct Step {
-    public let sequence: Sequence
+    public let sequence: TokenSequence
     public let tokens: [Int]
     public let valid: [Bool]
-    public init(_ sequence: Sequence, _ tokens: [Int], valid: [Bool]? = nil) {
+    public init(_ sequence: TokenSequence, _ tokens: [Int], valid: [Bool]? = nil) {
         self.sequence = sequence
         self.tokens = tokens
         self.valid = valid ?? [Bool](repeating: true, count: tokens.count)
@@ -94,7 +94,7 @@ extension Flamingo {
     /// beam search cheap), attention runs per sequence over its own cache and
     /// media. Returns each sequence's logits (all rows or the last one).
     /// Nothing changes if any step is invalid.
-    public func evaluate(_ steps: [Step], allLogits: Bool = false, observe: Sequence.Observer? = nil) throws -> [Buffer] {
+    public func evaluate(_ steps: [Step], allLogits: Bool = false, observe: TokenSequence.Observer? = nil) throws -> [Buffer] {
         guard let lead = steps.first else { return [] }
         guard Set(steps.map { ObjectIdentifier($0.sequence) }).count == steps.count else {
             throw FlamingoError.invalidArgument("a sequence appears twice in one batch")
@@ -150,7 +150,7 @@ extension Flamingo {
 
 /// One token sequence being evaluated: its KV cache, its media and the
 /// per-layer media keys/values (computed once when media is set).
-public final class Sequence {
+public final class TokenSequence {
     public let flamingo: Flamingo
     let cache: KVCache
     private let workspace = Workspace()
@@ -172,8 +172,8 @@ public final class Sequence {
 
     /// An independent sequence with the same tokens, cache and media (the
     /// media keys/values are immutable and shared).
-    public func copy() -> Sequence {
-        let s = Sequence(flamingo, cache: cache.copy())
+    public func copy() -> TokenSequence {
+        let s = TokenSequence(flamingo, cache: cache.copy())
         s.tokens = tokens
         s.mediaKV = mediaKV
         s.mediaCount = mediaCount

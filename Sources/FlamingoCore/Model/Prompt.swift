@@ -73,7 +73,7 @@ extension Flamingo {
     }
 }
 
-extension Sequence {
+extension TokenSequence {
     /// Replaces the sequence with `prompt` and its media and evaluates it;
     /// returns the prompt's logits (last position, or all). Everything that
     /// can fail is checked before the sequence changes.
