@@ -59,7 +59,7 @@ public final class GatedCrossAttention {
         init(kv: Buffer, tokens: Int) { self.kv = kv; self.tokens = tokens }
     }
 
-    init(_ model: Model, config c: GatedCrossAttentionConfig, prefix p: String, latentsPerMedia: Int) throws {
+    init(_ model: WeightSource, config c: GatedCrossAttentionConfig, prefix p: String, latentsPerMedia: Int) throws {
         config = c
         self.latentsPerMedia = latentsPerMedia
         attnGate = tanhf(try model.tensor("\(p).attn_gate").float(at: 0))

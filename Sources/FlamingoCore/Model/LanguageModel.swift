@@ -164,7 +164,7 @@ public final class LanguageModel {
     let finalNorm: (weight: Matrix, bias: Matrix?)
     let layers: [DecoderLayer]
 
-    init(_ model: Model, config c: LanguageModelConfig, prefix p: String) throws {
+    init(_ model: WeightSource, config c: LanguageModelConfig, prefix p: String) throws {
         config = c
         switch c.family {
         case .mpt:

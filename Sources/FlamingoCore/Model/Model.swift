@@ -93,7 +93,15 @@ public final class Model: @unchecked Sendable {
     public var tokenizerPath: String { directory + "/" + config.tokenizerFile }
 }
 
-extension Model {
+/// Where components find their weights: a loaded model directory, or one
+/// safetensors file (tests and tools). Matrices of f32 tensors point into
+/// the source's memory map, so the source must outlive them.
+public protocol WeightSource: AnyObject {
+    func tensor(_ name: String) throws -> TensorView
+    func contains(_ name: String) -> Bool
+}
+
+extension WeightSource {
     /// A weight as a 2-D f32 matrix ([out, in]; 1-D tensors are one row;
     /// higher ranks are flattened after the first dimension).
     func matrix(_ name: String) throws -> Matrix {
@@ -104,6 +112,18 @@ extension Model {
 
     /// Weight and optional bias of a Linear or LayerNorm under `prefix`.
     func layer(_ prefix: String) throws -> (weight: Matrix, bias: Matrix?) {
-        (try matrix(prefix + ".weight"), weights[prefix + ".bias"] != nil ? try matrix(prefix + ".bias") : nil)
+        (try matrix(prefix + ".weight"), contains(prefix + ".bias") ? try matrix(prefix + ".bias") : nil)
     }
+}
+
+extension Model: WeightSource {
+    public func contains(_ name: String) -> Bool { weights[name] != nil }
+}
+
+extension SafetensorsFile: WeightSource {
+    public func tensor(_ name: String) throws -> TensorView {
+        guard let t = tensors[name] else { throw FlamingoError.notFound("no tensor named \(name)") }
+        return t
+    }
+    public func contains(_ name: String) -> Bool { tensors[name] != nil }
 }

@@ -47,6 +47,9 @@ public struct PerceiverResamplerConfig: Equatable, Sendable {
 public final class PerceiverResampler {
     public let config: PerceiverResamplerConfig
     let latents: Matrix
+    /// Learned per-frame and per-media-item embeddings (video models only).
+    let frameEmbeddings: Matrix?
+    let mediaTimeEmbeddings: Matrix?
     let layers: [Layer]
     let norm: (weight: Matrix, bias: Matrix?)
     static let eps: Float = 1e-5
@@ -56,9 +59,11 @@ public final class PerceiverResampler {
         let toQ, toKV, toOut, ff1, ff2: Matrix
     }
 
-    init(_ model: Model, config c: PerceiverResamplerConfig, prefix p: String) throws {
+    init(_ model: WeightSource, config c: PerceiverResamplerConfig, prefix p: String) throws {
         config = c
         latents = try model.matrix("\(p).latents")
+        frameEmbeddings = c.maxNumFrames != nil ? try model.matrix("\(p).frame_embs") : nil
+        mediaTimeEmbeddings = c.maxNumMedia != nil ? try model.matrix("\(p).media_time_embs") : nil
         norm = try model.layer("\(p).norm")
         layers = try (0..<c.depth).map { l in
             let a = "\(p).layers.\(l).0", f = "\(p).layers.\(l).1"
@@ -67,6 +72,35 @@ public final class PerceiverResampler {
                          toKV: try model.matrix("\(a).to_kv.weight"), toOut: try model.matrix("\(a).to_out.weight"),
                          ff1: try model.matrix("\(f).1.weight"), ff2: try model.matrix("\(f).3.weight"))
         }
+    }
+
+    /// Resamples one media item of `frames` frames, each `tokensPerFrame`
+    /// feature tokens ([frames · tokensPerFrame, dim], frame-major): adds
+    /// frame embedding f to frame f's tokens and the media-time embedding of
+    /// item `mediaIndex` to all of them (when the model has them), then
+    /// resamples the frames jointly into one set of latents, as open_flamingo.
+    public func resample(_ features: UnsafePointer<Float>, frames: Int, tokensPerFrame v: Int,
+                         mediaIndex: Int) throws -> Buffer {
+        let d = config.dim, m = frames * v
+        guard frames >= 1, v >= 1 else { throw FlamingoError.invalidArgument("a media item needs at least one frame and token") }
+        if let max = config.maxNumFrames, frames > max {
+            throw FlamingoError.invalidArgument("\(frames) frames in one media item; the model has embeddings for \(max)")
+        }
+        if frameEmbeddings == nil && frames > 1 {
+            throw FlamingoError.unsupported("the model has no frame embeddings: media items must be single images")
+        }
+        if let max = config.maxNumMedia, mediaIndex >= max {
+            throw FlamingoError.invalidArgument("media item \(mediaIndex + 1) is beyond the model's \(max) media-time embeddings")
+        }
+        let x = Buffer(m * d)
+        x.p.update(from: features, count: m * d)
+        if let fe = frameEmbeddings {
+            for f in 0..<frames { for t in 0..<v { add(fe.row(f), into: x.p + (f * v + t) * d, count: d) } }
+        }
+        if let te = mediaTimeEmbeddings {
+            for t in 0..<m { add(te.row(mediaIndex), into: x.p + t * d, count: d) }
+        }
+        return self(x.p, tokens: m)
     }
 
     /// Resamples the `m` feature tokens of one media item [m, dim] into

@@ -74,7 +74,7 @@ public final class VisionTransformer {
         let ln1, ln2, inProj, outProj, fc, proj: (weight: Matrix, bias: Matrix?)
     }
 
-    init(_ model: Model, config c: VisionTransformerConfig, prefix p: String) throws {
+    init(_ model: WeightSource, config c: VisionTransformerConfig, prefix p: String) throws {
         config = c
         let conv = try model.tensor("\(p).conv1.weight")
         patchEmbedding = Matrix(conv, rows: c.width, cols: 3 * c.patchSize * c.patchSize)

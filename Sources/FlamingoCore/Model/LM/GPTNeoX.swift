@@ -27,7 +27,7 @@ extension GPTNeoX {
         let c: LanguageModelConfig
         let lnIn, lnPost, qkv, dense, up, down: (weight: Matrix, bias: Matrix?)
 
-        init(_ model: Model, config: LanguageModelConfig, prefix b: String) throws {
+        init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
             c = config
             lnIn = try model.layer(b + ".input_layernorm")
             lnPost = try model.layer(b + ".post_attention_layernorm")

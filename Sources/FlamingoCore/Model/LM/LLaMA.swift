@@ -29,7 +29,7 @@ extension LLaMA {
         let c: LanguageModelConfig
         let norm1, norm2, wq, wk, wv, wo, gate, up, down: Matrix
 
-        init(_ model: Model, config: LanguageModelConfig, prefix b: String) throws {
+        init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
             c = config
             norm1 = try model.matrix(b + ".input_layernorm.weight")
             norm2 = try model.matrix(b + ".post_attention_layernorm.weight")

@@ -47,7 +47,7 @@ extension MPT {
         let wqkv, outProj, up, down: Matrix
         let slopes: [Float]
 
-        init(_ model: Model, config: LanguageModelConfig, prefix b: String) throws {
+        init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
             c = config
             let mosaic = config.family == .mosaicGPT
             norm1 = try model.layer(b + (mosaic ? ".ln_1" : ".norm_1"))
