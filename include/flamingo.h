@@ -473,13 +473,21 @@ enum {
                                          channels 3 (RGB) or 4 (RGBA), rows top to bottom */
     FLAMINGO_MEDIA_PIXELS = 3,        /* `data`: `size` floats, a preprocessed image
                                          [3][image_size][image_size] */
-    FLAMINGO_MEDIA_VISUAL_TOKENS = 4  /* `data`: `size` floats, [num_latents][visual_dim]
+    FLAMINGO_MEDIA_VISUAL_TOKENS = 4, /* `data`: `size` floats, [num_latents][visual_dim]
                                          from flamingo_model_encode_images */
+    FLAMINGO_MEDIA_FRAMES = 5,        /* a video: `data` points to `size` flamingo_media
+                                         frames (images of the kinds above, stride
+                                         frames[0].struct_size), in order */
+    FLAMINGO_MEDIA_FRAME_DIR = 6      /* a video: `path` is a directory of .jpg/.jpeg/.png
+                                         frames, taken in file-name order */
 };
 
-/* One media item of a prompt. Images are decoded (EXIF orientation applied,
- * grayscale/CMYK/alpha converted as Pillow does), resized and normalised
- * exactly as the reference's CLIP preprocessing, then encoded. */
+/* One media item of a prompt: an image or a video. Images are decoded (EXIF
+ * orientation applied, grayscale/CMYK/alpha converted as Pillow does),
+ * resized and normalised exactly as the reference's CLIP preprocessing, then
+ * encoded. A video's frames are encoded one by one and resampled jointly
+ * with the model's learned frame embeddings; models without them accept
+ * single images only (UNSUPPORTED). */
 typedef struct flamingo_media {
     uint32_t struct_size;          /* sizeof(flamingo_media) */
     flamingo_media_kind kind;

@@ -26,7 +26,7 @@ func encode(_ f: Flamingo, _ pixels: UnsafePointer<Float>?, _ n: Int) throws -> 
     for i in 0..<count where !pixels[i].isFinite {
         throw FlamingoError.invalidArgument("pixel value \(i) is not finite")
     }
-    return f.encodeImages(pixels, count: n)
+    return try f.encodeImages(pixels, count: n)
 }
 
 @c(flamingo_model_encode_images)

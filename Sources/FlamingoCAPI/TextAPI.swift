@@ -116,7 +116,7 @@ public func capiDetokenizerPush(_ d: OpaquePointer?, _ token: Int32, _ out: Unsa
 }
 
 /// A C media item as the engine's MediaInput.
-func mediaInput(_ m: flamingo_media, _ f: Flamingo, index i: Int) throws -> MediaInput {
+func mediaInput(_ m: flamingo_media, _ f: Flamingo, index i: Int, depth: Int = 0) throws -> MediaInput {
     let pixels = 3 * f.config.vision.imageSize * f.config.vision.imageSize
     func floats(_ expected: Int, _ what: String) throws -> [Float] {
         guard let data = m.data else { throw FlamingoError.invalidArgument("media \(i): data is NULL") }
@@ -141,21 +141,30 @@ func mediaInput(_ m: flamingo_media, _ f: Flamingo, index i: Int) throws -> Medi
         return .pixels(try floats(pixels, "preprocessed pixels"))
     case FLAMINGO_MEDIA_VISUAL_TOKENS:
         return .visualTokens(try floats(f.latentsPerMedia * f.visualWidth, "visual tokens"))
+    case FLAMINGO_MEDIA_FRAMES:
+        guard depth == 0 else { throw FlamingoError.invalidArgument("media \(i): a frame cannot itself be a video") }
+        guard m.size >= 1 && m.size <= 4096 else { throw FlamingoError.invalidArgument("media \(i): a video needs 1…4096 frames, size is \(m.size)") }
+        return .frames(try mediaList(m.data, Int(m.size), f, depth: 1))
+    case FLAMINGO_MEDIA_FRAME_DIR:
+        guard let path = m.path, let s = String(validatingCString: path) else {
+            throw FlamingoError.invalidArgument("media \(i): path is NULL or not valid UTF-8")
+        }
+        return .frameDirectory(s)
     default:
         throw FlamingoError.invalidArgument("media \(i): unknown kind \(m.kind)")
     }
 }
 
 /// The items of a caller media array (stride media[0].struct_size).
-func mediaList(_ media: UnsafeRawPointer?, _ n: Int, _ f: Flamingo) throws -> [MediaInput] {
+func mediaList(_ media: UnsafeRawPointer?, _ n: Int, _ f: Flamingo, depth: Int = 0) throws -> [MediaInput] {
     guard n > 0 else { return [] }
-    guard n <= 1024 else { throw FlamingoError.invalidArgument("n_media \(n) is more than 1024") }
+    guard n <= 4096 else { throw FlamingoError.invalidArgument("\(n) media items is more than 4096") }
     let (base, stride) = try checkedSize(media, MemoryLayout<flamingo_media>.size, "media")
     return try (0..<n).map { i in
         let item = base.advanced(by: i * stride)
         let size = Int(item.loadUnaligned(as: UInt32.self))
         guard size == stride else { throw FlamingoError.invalidArgument("media[\(i)].struct_size \(size) differs from media[0]'s \(stride)") }
-        return try mediaInput(try readParams(item, flamingo_media(), "media[\(i)]"), f, index: i)
+        return try mediaInput(try readParams(item, flamingo_media(), "media[\(i)]"), f, index: i, depth: depth)
     }
 }
 

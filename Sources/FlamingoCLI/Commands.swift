@@ -168,7 +168,7 @@ struct Bench: ParsableCommand {
             for k in 0..<images { tokens[k * promptTokens / max(images, 1)] = c.tokens.image }
             let clock = { () -> Double in var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9 }
             var t0 = clock()
-            let visual = f.encodeImages(pixels.p, count: images)
+            let visual = try f.encodeImages(pixels.p, count: images)
             let encode = clock() - t0
             let seq = f.makeSequence()
             t0 = clock()

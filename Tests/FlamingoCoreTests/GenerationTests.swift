@@ -144,7 +144,7 @@ extension GenerationTests {
                 let valid = (0..<length).map { mask.int(at: r * length + $0) == 1 }
                 let images = zip(tokens, valid).filter { $0.0 == image && $0.1 }.count
                 let seq = flamingo.makeSequence()
-                let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p + r * slots * imageFloats, count: images) }
+                let visual = try withExtendedLifetime(pix) { try flamingo.encodeImages(pix.p + r * slots * imageFloats, count: images) }
                 seq.setMedia(visual.p, count: images)
                 steps.append(Step(seq, tokens, valid: valid))
             }

@@ -21,7 +21,7 @@ final class ReferenceTests: XCTestCase {
             let flamingo = try Flamingo(model)
             let pixels = try r("input.pixels")
             let pix = Buffer(pixels.floats())
-            let visual = withExtendedLifetime(pix) { flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
+            let visual = try withExtendedLifetime(pix) { try flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
             let seq = flamingo.makeSequence()
             seq.setMedia(visual.p, count: pixels.shape[1])
             return (flamingo, seq)

@@ -57,15 +57,28 @@ public final class Flamingo: @unchecked Sendable {
 
     /// Encodes `count` normalised images [count, 3, S, S] into visual tokens
     /// [count · latents, dim], one media item per image.
-    public func encodeImages(_ pixels: UnsafePointer<Float>, count: Int) -> Buffer {
+    public func encodeImages(_ pixels: UnsafePointer<Float>, count: Int) throws -> Buffer {
         let s = config.vision.imageSize, per = latentsPerMedia * visualWidth
         let out = Buffer(count * per)
         for t in 0..<count {
-            let feats = vision(pixels + t * 3 * s * s)
-            let z = resampler(feats.p, tokens: config.vision.numPatches)
+            let z = try encodeMedia(frames: [pixels + t * 3 * s * s], mediaIndex: t)
             (out.p + t * per).update(from: z.p, count: per)
         }
         return out
+    }
+
+    /// Visual tokens [latents, dim] of one media item: each frame (a
+    /// preprocessed image [3, S, S]) through the vision encoder, then all
+    /// frames resampled jointly with the frame and media-time embeddings of
+    /// the `mediaIndex`-th item (spec/20; video models only have them).
+    public func encodeMedia(frames: [UnsafePointer<Float>], mediaIndex: Int) throws -> Buffer {
+        let v = config.vision.numPatches, w = config.vision.width
+        let features = Buffer(frames.count * v * w)
+        for (f, pixels) in frames.enumerated() {
+            let feats = vision(pixels)
+            (features.p + f * v * w).update(from: feats.p, count: v * w)
+        }
+        return try resampler.resample(features.p, frames: frames.count, tokensPerFrame: v, mediaIndex: mediaIndex)
     }
 
     public func makeSequence(capacity: Int? = nil) -> TokenSequence {

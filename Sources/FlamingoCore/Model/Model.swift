@@ -71,16 +71,7 @@ public final class Model: @unchecked Sendable {
     }
 
     static func safetensorsFiles(in dir: String) throws -> [String] {
-        guard let d = opendir(dir) else { throw FlamingoError.io("cannot list \(dir): \(errnoString())") }
-        defer { closedir(d) }
-        var out: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
-            if name.hasSuffix(".safetensors") { out.append(name) }
-        }
-        return out.sorted()
+        try listDirectory(dir).filter { $0.hasSuffix(".safetensors") }.sorted()
     }
 
     public func tensor(_ name: String) throws -> TensorView {

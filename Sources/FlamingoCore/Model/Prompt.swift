@@ -11,6 +11,11 @@ public enum MediaInput {
     case pixels([Float])
     /// Visual tokens from an earlier encoding, [latents, dim].
     case visualTokens([Float])
+    /// A video: its frames (images in any of the forms above), in order,
+    /// sampled by the host (Flamingo samples 1 fps).
+    case frames([MediaInput])
+    /// A video as a directory of JPEG/PNG frames, taken in file-name order.
+    case frameDirectory(String)
 }
 
 extension Flamingo {
@@ -33,26 +38,55 @@ extension Flamingo {
             guard px.allSatisfy(\.isFinite) else { throw FlamingoError.invalidArgument("preprocessed pixels contain a non-finite value") }
             return px
         case .visualTokens: return nil
+        case .frames, .frameDirectory:
+            throw FlamingoError.invalidArgument("a video is not a single image")
         }
     }
 
-    /// Visual tokens [count · latents, dim] for the media items, in order;
-    /// images are decoded, preprocessed and encoded, visual tokens copied.
+    /// The frames of a media item (an image is a one-frame video).
+    func frames(of item: MediaInput) throws -> [MediaInput] {
+        switch item {
+        case .frames(let list):
+            guard !list.isEmpty else { throw FlamingoError.invalidArgument("a video needs at least one frame") }
+            for frame in list { if case .frames = frame { throw FlamingoError.invalidArgument("a frame cannot itself be a video") } }
+            return list
+        case .frameDirectory(let dir):
+            let names = try listDirectory(dir).filter {
+                let n = $0.lowercased()
+                return n.hasSuffix(".jpg") || n.hasSuffix(".jpeg") || n.hasSuffix(".png")
+            }.sorted()
+            guard !names.isEmpty else { throw FlamingoError.invalidArgument("\(dir) holds no .jpg/.jpeg/.png frames") }
+            return names.map { .file(dir + "/" + $0) }
+        default:
+            return [item]
+        }
+    }
+
+    /// Visual tokens [count · latents, dim] for the media items, in order:
+    /// images and videos are decoded, preprocessed and encoded (item i gets
+    /// media-time embedding i where the model has them); visual tokens are
+    /// copied.
     public func visualTokens(for media: [MediaInput]) throws -> Buffer {
         let per = latentsPerMedia * visualWidth
         let out = Buffer(media.count * per)
         for (i, item) in media.enumerated() {
             try withContext("media \(i)") {
-                if let pixels = try preprocess(item) {
-                    let v = pixels.withUnsafeBufferPointer { encodeImages($0.baseAddress!, count: 1) }
-                    (out.p + i * per).update(from: v.p, count: per)
-                } else if case .visualTokens(let v) = item {
+                if case .visualTokens(let v) = item {
                     guard v.count == per else {
                         throw FlamingoError.invalidArgument("visual tokens need \(latentsPerMedia)×\(visualWidth) = \(per) values, got \(v.count)")
                     }
                     guard v.allSatisfy(\.isFinite) else { throw FlamingoError.invalidArgument("visual tokens contain a non-finite value") }
                     v.withUnsafeBufferPointer { (out.p + i * per).update(from: $0.baseAddress!, count: per) }
+                    return
                 }
+                let frames = try frames(of: item).enumerated().map { f, frame in
+                    try withContext("frame \(f)") {
+                        guard let px = try preprocess(frame) else { throw FlamingoError.invalidArgument("a frame must be an image") }
+                        return Buffer(px)
+                    }
+                }
+                let z = try withExtendedLifetime(frames) { try encodeMedia(frames: frames.map { UnsafePointer($0.p) }, mediaIndex: i) }
+                (out.p + i * per).update(from: z.p, count: per)
             }
         }
         return out

@@ -55,3 +55,17 @@ public func readWholeFile(_ path: String) throws -> [UInt8] {
 }
 
 func errnoString() -> String { String(cString: strerror(errno)) }
+
+/// The entries of a directory (without "." and "..").
+public func listDirectory(_ dir: String) throws -> [String] {
+    guard let d = opendir(dir) else { throw FlamingoError.io("cannot list \(dir): \(errnoString())") }
+    defer { closedir(d) }
+    var out: [String] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { out.append(name) }
+    }
+    return out
+}
