@@ -5,11 +5,13 @@
 #
 # LIBRARY is the path of libflamingo.so (e.g. build/libflamingo.so.1).
 # Compiles include/flamingo.h as strict C99 and C++11, then builds and runs
-# test_dlopen and test_session once without a model and once per MODEL_DIR
-# (fixture model directories such as Tests/Fixtures/mpt_tiny). For
-# test_session, extract_reference.py (python3, standard library) first turns
-# MODEL_DIR/reference.safetensors into raw little-endian files in a temporary
-# directory. Environment:
+# test_dlopen, test_session and test_text once without a model and once per
+# MODEL_DIR (fixture model directories such as Tests/Fixtures/mpt_tiny). For
+# test_session and test_text, extract_reference.py (python3, standard
+# library) first turns MODEL_DIR/reference.safetensors (and reference.json,
+# and the image goldens of Tests/Fixtures/images) into raw files in a
+# temporary directory; test_text also reads the images of
+# Tests/Fixtures/images (FLAMINGO_IMAGES_DIR overrides it). Environment:
 #   CC, CXX                     compilers (default cc, c++)
 #   FLAMINGO_REQUIRE_FIXTURES=1 fail when no MODEL_DIR is given or one is missing
 #   FLAMINGO_STRICT_EXPORTS=1   fail when the library exports symbols other
@@ -73,10 +75,17 @@ step "build test_session"
 "$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
+step "build test_text"
+"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+images="${FLAMINGO_IMAGES_DIR:-$root/Tests/Fixtures/images}"
+
 step "test_dlopen $lib"
 "$out/test_dlopen" "$lib" || failed=1
 step "test_session $lib"
 "$out/test_session" "$lib" || failed=1
+step "test_text $lib"
+"$out/test_text" "$lib" || failed=1
 
 if [ $# -eq 0 ] && [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
     echo "run.sh: FLAMINGO_REQUIRE_FIXTURES=1 but no MODEL_DIR given" >&2
@@ -104,8 +113,16 @@ for dir in "$@"; do
     nref=$((${nref:-0} + 1))
     ref="$out/ref-$nref"
     step "test_session $lib $dir"
-    if python3 "$here/extract_reference.py" "$dir/reference.safetensors" "$ref"; then
+    if python3 "$here/extract_reference.py" "$dir/reference.safetensors" "$ref" "$images"; then
         "$out/test_session" "$lib" "$dir" "$ref" || failed=1
+        step "test_text $lib $dir"
+        if [ -f "$ref/prompt.txt" ] && [ -d "$images/bad" ]; then
+            "$out/test_text" "$lib" "$dir" "$ref" "$images" || failed=1
+        elif [ "${FLAMINGO_REQUIRE_FIXTURES:-0}" = 1 ]; then
+            echo "run.sh: $dir/reference.json or $images is missing" >&2; failed=1
+        else
+            echo "skip: test_text $dir (no reference.json or $images)"
+        fi
     else
         echo "run.sh: could not extract the reference tensors of $dir" >&2; failed=1
     fi

@@ -49,6 +49,11 @@ int main(void) {
     O(flamingo_generate_params, stop_at_endofchunk); O(flamingo_generate_params, stop_at_eos);
     O(flamingo_generate_params, seed); O(flamingo_generate_params, callback);
     O(flamingo_generate_params, callback_user_data);
+    S(flamingo_media);
+    O(flamingo_media, struct_size); O(flamingo_media, kind); O(flamingo_media, path);
+    O(flamingo_media, data); O(flamingo_media, size); O(flamingo_media, width);
+    O(flamingo_media, height); O(flamingo_media, channels);
+    printf("sizeof flamingo_media_kind = %zu\n", sizeof(flamingo_media_kind));
     printf("sizeof enum (flamingo_status) = %zu\n", sizeof(flamingo_status));
     printf("sizeof flamingo_stop_reason = %zu\n", sizeof(flamingo_stop_reason));
     printf("sizeof flamingo_token_callback = %zu\n", sizeof(flamingo_token_callback));

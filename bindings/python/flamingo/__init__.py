@@ -1,4 +1,23 @@
-"""Python bindings for libflamingo (ctypes, standard library only).
+"""Python bindings for libflamingo (ctypes, standard library only; numpy for
+the functions that return arrays, PIL images accepted when PIL is installed).
+
+High-level API:
+
+    import flamingo
+    model = flamingo.Model("Tests/Fixtures/mpt_tiny", backend="cpu", threads=None)
+    print(model.caption("cat.jpg"))                              # beam 3, lp 0, max 20
+    print(model.caption("cat.jpg", shots=[("dog.jpg", "A dog.")]))
+    print(model.vqa("cat.jpg", "What is it?", shots=[("dog.jpg", "What is it?", "a dog")]))
+    text = model.generate("<image>Output:", ["cat.jpg"], max_new_tokens=20, stream=print)
+    ids = model.tokenize("<image>Output:")
+    logits = model.logits(ids, ["cat.jpg"])                      # numpy float32 [L, V]
+    visual = model.encode_images(["cat.jpg", "dog.jpg"])         # numpy [2, latents, dim]
+
+Images: file paths, encoded bytes, numpy uint8 HxWx3 arrays, PIL images,
+preprocessed float32 [3, S, S] arrays, visual-token arrays [latents, dim],
+or flamingo.Media items.
+
+Lower-level API:
 
     import flamingo
     print(flamingo.version(), flamingo.devices()[0].name)
@@ -43,11 +62,12 @@ from ._lib import LibraryError
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABI_VERSION", "Backend", "BackendError", "BufferTooSmallError", "CancelledError", "Device",
+    "ABI_VERSION", "Backend", "BackendError", "BufferTooSmallError", "CancelledError", "Detokenizer", "Device",
     "DeviceType", "FlamingoError", "InternalError", "InvalidArgumentError", "InvalidFormatError",
-    "IoError", "LibraryError", "LogLevel", "Model", "ModelInfo", "NotFoundError", "OutOfMemoryError",
-    "Session", "Status", "StopReason", "UnsupportedError", "abi_version", "device", "device_count", "devices",
-    "last_error", "load_library", "set_log_callback", "set_log_level", "status_string", "version",
+    "IoError", "LibraryError", "LogLevel", "Media", "Model", "ModelInfo", "NotFoundError", "OutOfMemoryError",
+    "Session", "Status", "StopReason", "UnsupportedError", "abi_version", "batch_generate", "caption_prompt",
+    "device", "device_count", "devices", "last_error", "load_library", "postprocess_caption", "postprocess_vqa",
+    "set_log_callback", "set_log_level", "status_string", "version", "vqa_prompt",
 ]
 
 ABI_VERSION = _lib.ABI_VERSION
@@ -491,27 +511,38 @@ def _backend(value: Union[Backend, int, str]) -> int:
 class Model:
     """A loaded model (immutable; may be shared between threads).
 
-    Create with :meth:`Model.load`; release with :meth:`close` or a ``with``
-    block (closing twice is fine). Do not close a model another thread is
-    still using."""
+    Create with ``Model(path, backend="cpu", threads=None)`` or
+    :meth:`Model.load`; release with :meth:`close` or a ``with`` block
+    (closing twice is fine). Do not close a model another thread is still
+    using.
 
-    def __init__(self, handle: "_lib.flamingo_model_p", path: str):
-        self._handle: Optional[_lib.flamingo_model_p] = handle
-        self._free = _lib.lib().flamingo_model_free  # kept for __del__ at shutdown
-        self._info: Optional[ModelInfo] = None
-        self.path = path
+    Besides the low-level calls (:meth:`encode_images` on preprocessed
+    pixels, :meth:`session`), a model offers the high-level API:
+    :meth:`logits`, :meth:`encode_images` on images, :meth:`generate`,
+    :meth:`generate_tokens`, :meth:`tokenize`, :meth:`detokenize`,
+    :meth:`caption` and :meth:`vqa`. Images may be file paths, encoded
+    bytes, numpy uint8 arrays HxWx3 (or HxWx4, HxW), PIL images,
+    preprocessed float arrays [3, S, S], visual-token arrays
+    [num_latents, visual_dim] or :class:`Media` items."""
 
-    @classmethod
-    def load(
-        cls,
+    def __init__(
+        self,
         path: Union[str, "os.PathLike[str]"],
         backend: Union[Backend, int, str] = "cpu",
+        threads: Optional[int] = None,
+        *,
         device_index: int = -1,
-        n_threads: int = 0,
-    ) -> "Model":
+    ):
         """Loads the model directory `path`. `backend` is "cpu" or "opencl";
+        `threads` the CPU threads (None or 0: one per core);
         `device_index` an index from :func:`devices` (-1 = the backend's
-        default); `n_threads` the CPU threads (0 = one per core)."""
+        default)."""
+        self._handle: Optional[_lib.flamingo_model_p] = None
+        n_threads = 0 if threads is None else threads
+        if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+            raise ValueError(f"threads must be an int or None, not {threads!r}")
+        if isinstance(device_index, bool) or not isinstance(device_index, int):
+            raise ValueError(f"device_index must be an int, not {device_index!r}")
         lib = _lib.lib()
         if not -(2**31) <= device_index < 2**31:
             raise ValueError(f"device_index {device_index} out of range")
@@ -528,7 +559,24 @@ class Model:
             raise ValueError("path contains a NUL byte")
         handle = _lib.flamingo_model_p()
         _check(lib.flamingo_model_load(raw, ctypes.byref(params), ctypes.byref(handle)))
-        return cls(handle, os.fsdecode(fspath))
+        self._handle = handle
+        self._free = lib.flamingo_model_free  # kept for __del__ at shutdown
+        self._info: Optional[ModelInfo] = None
+        self.path = os.fsdecode(fspath)
+
+    @classmethod
+    def load(
+        cls,
+        path: Union[str, "os.PathLike[str]"],
+        backend: Union[Backend, int, str] = "cpu",
+        device_index: int = -1,
+        n_threads: int = 0,
+    ) -> "Model":
+        """Loads the model directory `path` (the same as the constructor).
+        `backend` is "cpu" or "opencl"; `device_index` an index from
+        :func:`devices` (-1 = the backend's default); `n_threads` the CPU
+        threads (0 = one per core)."""
+        return cls(path, backend, n_threads, device_index=device_index)
 
     @property
     def closed(self) -> bool:
@@ -551,16 +599,30 @@ class Model:
             self._info = ModelInfo._from_c(c)
         return self._info
 
-    def encode_images(self, pixels: Any, n_images: Optional[int] = None) -> array:
+    def encode_images(self, images: Any, n_images: Optional[int] = None) -> Any:
         """Encodes images into visual tokens (vision encoder + Perceiver
-        Resampler; flamingo_model_encode_images).
+        Resampler; flamingo_model_encode_images). Thread-safe. Two forms:
 
-        `pixels` holds `n_images` preprocessed images as float32, planar
-        [n_images][3][image_size][image_size] with the CLIP mean/std already
-        applied (any float buffer or flat sequence; `n_images` None infers it
-        from the length). Returns array('f') of
-        n_images * num_latents * visual_dim floats, which
-        :meth:`Session.set_media` accepts. Thread-safe."""
+        * ``encode_images(images)`` with a list of images (or one image:
+          a path, encoded bytes, a numpy uint8 array, a PIL image, a
+          :class:`Media`; see :class:`Model`) returns a numpy float32 array
+          [T, num_latents, visual_dim]. Needs numpy.
+        * ``encode_images(pixels, n_images=None)``, the low-level form:
+          `pixels` holds `n_images` preprocessed images as float32, planar
+          [n_images][3][image_size][image_size] with the CLIP mean/std
+          already applied (any float buffer or flat sequence of numbers;
+          `n_images` None infers it from the length). Returns array('f') of
+          n_images * num_latents * visual_dim floats, which
+          :meth:`Session.set_media` accepts."""
+        if n_images is None and _is_image_list(images):
+            np = _numpy()
+            items = [images] if _is_single_image(images) else list(images)
+            info = self.info
+            visual = self._visual_tokens(items)
+            return np.frombuffer(visual, dtype=np.float32).reshape(len(items), info.num_latents, info.visual_dim)
+        return self._encode_pixels(images, n_images)
+
+    def _encode_pixels(self, pixels: Any, n_images: Optional[int] = None) -> array:
         info = self.info
         buf, n = _floats(pixels, "pixels")
         n_images = _count(n, 3 * info.image_size * info.image_size, n_images, "pixels", "image")
@@ -568,6 +630,221 @@ class Model:
         out, ptr = _float_out(count)
         _check(_lib.lib().flamingo_model_encode_images(self.handle, buf, n_images, ptr, count))
         return out
+
+    def preprocess_image(self, image: Any) -> array:
+        """Decodes and preprocesses one image (a path, encoded bytes, an RGB
+        or RGBA uint8 array, a PIL image, or a :class:`Media` of kind FILE,
+        ENCODED or RGB) exactly as the reference's CLIP preprocessing
+        (flamingo_model_preprocess_image). Returns array('f') of
+        3 * image_size * image_size floats, planar, normalised: the input of
+        the low-level :meth:`encode_images` and :meth:`Session.set_images`.
+        Thread-safe."""
+        info = self.info
+        item = Media.of(image)
+        count = 3 * info.image_size * info.image_size
+        out, ptr = _float_out(count)
+        with item._c() as c:
+            _check(_lib.lib().flamingo_model_preprocess_image(self.handle, ctypes.byref(c), ptr, count))
+        return out
+
+    def _visual_tokens(self, images: List[Any]) -> array:
+        """The visual tokens [T][num_latents][visual_dim] of a list of images
+        of any accepted kind, as array('f'): each image is decoded and
+        preprocessed (FILE, ENCODED, RGB), encoded (those and PIXELS) or
+        used as given (VISUAL_TOKENS) - what set_prompt does."""
+        info = self.info
+        per = info.num_latents * info.visual_dim
+        out = array("f")
+        for image in images:
+            item = Media.of(image)
+            if item.kind == Media.VISUAL_TOKENS:
+                buf, n = _floats(item.data, "visual tokens")
+                if n != per:
+                    raise ValueError(f"visual tokens hold {n} floats; one image needs {per}")
+                out.frombytes(bytes(buf))
+                continue
+            pixels = item.data if item.kind == Media.PIXELS else self.preprocess_image(item)
+            out.extend(self._encode_pixels(pixels, 1))
+        return out
+
+    # -- text --------------------------------------------------------------
+
+    def tokenize(self, text: Union[str, bytes], add_special: bool = True) -> List[int]:
+        """Token ids of `text` (a str, or bytes of UTF-8) with the model's
+        tokenizer.json, as Hugging Face tokenizers (flamingo_tokenize): special
+        tokens such as <image> and <|endofchunk|> in the text become their
+        ids; `add_special` adds BOS etc. as the tokenizer's post-processor
+        does (Hugging Face's add_special_tokens, default True). Invalid UTF-8
+        raises InvalidArgumentError; a model without a tokenizer
+        UnsupportedError. Thread-safe."""
+        raw = _text_bytes(text)
+        flags = _lib.FLAMINGO_TOKENIZE_ADD_SPECIAL if add_special else 0
+        lib = _lib.lib()
+        capacity = len(raw) + 8
+        while True:
+            out = (ctypes.c_int32 * capacity)()
+            count = ctypes.c_size_t(0)
+            _check(lib.flamingo_tokenize(self.handle, raw, len(raw), flags, out, capacity, ctypes.byref(count)))
+            if count.value <= capacity:
+                return list(out[:count.value])
+            capacity = count.value  # the snprintf rule: call again with the full size
+
+    def detokenize(self, ids: Any, skip_special: bool = False) -> str:
+        """The text of token ids (flamingo_detokenize), as Hugging Face's
+        decode; `skip_special` leaves out special tokens (<image>,
+        <|endofchunk|>, BOS, ...). An id outside the vocabulary raises
+        InvalidArgumentError. Thread-safe."""
+        return _str(self._detokenize_bytes(ids, skip_special))
+
+    def _detokenize_bytes(self, ids: Any, skip_special: bool) -> bytes:
+        buf, n = _int32s(ids, "ids")
+        flags = _lib.FLAMINGO_DETOKENIZE_SKIP_SPECIAL if skip_special else 0
+        lib = _lib.lib()
+        capacity = 16 * n + 16
+        while True:
+            out = ctypes.create_string_buffer(capacity)
+            length = ctypes.c_size_t(0)
+            _check(lib.flamingo_detokenize(self.handle, buf if n else None, n, flags, out, capacity,
+                                           ctypes.byref(length)))
+            if length.value < capacity:
+                return out.raw[:length.value]
+            capacity = length.value + 1  # room for the NUL
+
+    def detokenizer(self, skip_special: bool = False) -> "Detokenizer":
+        """A new streaming :class:`Detokenizer` for this model."""
+        return Detokenizer(self, skip_special)
+
+    # -- high-level API ----------------------------------------------------
+
+    def logits(self, ids: Any, images: Any = ()) -> Any:
+        """The logits of every position of the token sequence `ids` (ints, an
+        int32 buffer, or a str, tokenized with :meth:`tokenize`) attending to
+        `images` (the k-th <image> token refers to images[k]): a numpy
+        float32 array [len(ids), vocab_size]. Needs numpy."""
+        np = _numpy()
+        if isinstance(ids, (str, bytes)):
+            ids = self.tokenize(ids)
+        buf, n = _int32s(ids, "ids")
+        images = _image_list(images)
+        visual = self._visual_tokens(images) if images else None
+        with self.session() as s:
+            if visual is not None:
+                s.set_media(visual, len(images))
+            out = s.eval(buf, all_logits=True)
+        return np.frombuffer(out, dtype=np.float32).reshape(n, self.info.vocab_size)
+
+    def generate_tokens(
+        self,
+        prompt: Union[str, bytes],
+        images: Any = (),
+        max_new_tokens: int = 20,
+        *,
+        num_beams: Optional[int] = 3,
+        length_penalty: Optional[float] = 0.0,
+        stream: Optional[TokenCallback] = None,
+        **options: Any,
+    ) -> List[int]:
+        """Evaluates `prompt` (one <image> marker per image) with `images` in
+        a new session and returns the generated token ids. Defaults: beam
+        search with 3 beams, length_penalty 0, at most 20 new tokens,
+        stopping at <|endofchunk|> and EOS (included). `options` are those of
+        :meth:`Session.generate` (min_new_tokens, do_sample, temperature,
+        top_k, top_p, early_stopping, no_repeat_ngram_size,
+        repetition_penalty, stop_at_endofchunk, stop_at_eos, seed);
+        ``stream(token)`` sees every new token (beam search: the final ones,
+        at the end) and may return a true value to stop."""
+        tokens, _ = self._generate(prompt, images, max_new_tokens, num_beams, length_penalty, stream, options)
+        return tokens
+
+    def generate(
+        self,
+        prompt: Union[str, bytes],
+        images: Any = (),
+        max_new_tokens: int = 20,
+        *,
+        num_beams: Optional[int] = 3,
+        length_penalty: Optional[float] = 0.0,
+        stream: Optional[Callable[[str], Any]] = None,
+        skip_special: bool = True,
+        **options: Any,
+    ) -> str:
+        """As :meth:`generate_tokens`, returning the text of the new tokens
+        (special tokens such as <|endofchunk|> left out unless
+        `skip_special` is False). ``stream(text)`` receives the text as it
+        is completed, through the streaming :class:`Detokenizer` (beam
+        search: at the end); the result is the concatenation of what it
+        received."""
+        with self.detokenizer(skip_special) as detok:
+            pieces: List[str] = []
+
+            def on_token(token: int) -> None:
+                piece = detok.push(token)
+                if piece:
+                    pieces.append(piece)
+                    if stream is not None:
+                        stream(piece)
+
+            self._generate(prompt, images, max_new_tokens, num_beams, length_penalty, on_token, options)
+            tail = detok.finish()
+            if tail:
+                pieces.append(tail)
+                if stream is not None:
+                    stream(tail)
+        return "".join(pieces)
+
+    def _generate(self, prompt, images, max_new_tokens, num_beams, length_penalty, callback, options):
+        with self.session() as s:
+            s.set_prompt(prompt, _image_list(images), logits=False)
+            return s.generate(max_new_tokens, num_beams=num_beams, length_penalty=length_penalty,
+                              callback=callback, **options)
+
+    def caption(
+        self,
+        image: Any,
+        shots: Iterable[Tuple[Any, str]] = (),
+        max_new_tokens: int = 20,
+        *,
+        num_beams: int = 3,
+        length_penalty: float = 0.0,
+        stream: Optional[Callable[[str], Any]] = None,
+        **options: Any,
+    ) -> str:
+        """A caption of `image` with OpenFlamingo's captioning prompt and
+        post-processing, optionally few-shot: `shots` is a sequence of
+        (image, caption) pairs (:func:`caption_prompt`,
+        :func:`postprocess_caption`). Defaults as OpenFlamingo's evaluation:
+        3 beams, length_penalty 0, at most 20 new tokens. ``stream`` sees the
+        raw generated text."""
+        shots = list(shots)
+        prompt = caption_prompt([c for _, c in shots])
+        images = [img for img, _ in shots] + [image]
+        text = self.generate(prompt, images, max_new_tokens, num_beams=num_beams, length_penalty=length_penalty,
+                             stream=stream, **options)
+        return postprocess_caption(text)
+
+    def vqa(
+        self,
+        image: Any,
+        question: str,
+        shots: Iterable[Tuple[Any, str, str]] = (),
+        max_new_tokens: int = 5,
+        *,
+        num_beams: int = 3,
+        length_penalty: float = 0.0,
+        stream: Optional[Callable[[str], Any]] = None,
+        **options: Any,
+    ) -> str:
+        """A short answer to `question` about `image` with OpenFlamingo's VQA
+        prompt and post-processing, optionally few-shot: `shots` is a
+        sequence of (image, question, answer) triples (:func:`vqa_prompt`,
+        :func:`postprocess_vqa`). Defaults as OpenFlamingo's evaluation:
+        3 beams, length_penalty 0, at most 5 new tokens."""
+        shots = list(shots)
+        prompt = vqa_prompt(question, [(q, a) for _, q, a in shots])
+        images = [img for img, _, _ in shots] + [image]
+        text = self.generate(prompt, images, max_new_tokens, num_beams=num_beams, length_penalty=length_penalty,
+                             stream=stream, **options)
+        return postprocess_vqa(text)
 
     def session(self, n_ctx: int = 0) -> "Session":
         """A new, empty :class:`Session` on this model holding at most `n_ctx`
@@ -577,7 +854,7 @@ class Model:
 
     def close(self) -> None:
         """Releases the model; a second call does nothing."""
-        handle, self._handle = self._handle, None
+        handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None:
             self._free(handle)
 
@@ -822,23 +1099,11 @@ class Session:
         tokens generated so far). Afterwards the session holds the prompt
         plus the returned tokens; on error it is unchanged."""
         lib = _lib.lib()
-        p = _lib.flamingo_generate_params()
-        _check(lib.flamingo_generate_default_params(ctypes.byref(p), ctypes.sizeof(p)))
-        p.max_new_tokens = _u32(max_new_tokens, "max_new_tokens")
-        for name, value in (("min_new_tokens", min_new_tokens), ("top_k", top_k), ("num_beams", num_beams),
-                            ("no_repeat_ngram_size", no_repeat_ngram_size), ("do_sample", do_sample),
-                            ("early_stopping", early_stopping), ("stop_at_endofchunk", stop_at_endofchunk),
-                            ("stop_at_eos", stop_at_eos)):
-            if value is not None:
-                setattr(p, name, _u32(value, name))
-        for name, value in (("temperature", temperature), ("top_p", top_p), ("length_penalty", length_penalty),
-                            ("repetition_penalty", repetition_penalty)):
-            if value is not None:
-                setattr(p, name, float(value))
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-                raise ValueError(f"seed must be an int in [0, 2**64), not {seed!r}")
-            p.seed = seed
+        p = _generate_params(max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample,
+                             temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                             length_penalty=length_penalty, early_stopping=early_stopping,
+                             no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=repetition_penalty,
+                             stop_at_endofchunk=stop_at_endofchunk, stop_at_eos=stop_at_eos, seed=seed)
 
         raised: List[BaseException] = []
         thunk = None
@@ -870,3 +1135,506 @@ class Session:
             raise raised[0]
         _check(status)
         return list(out[:count.value]), _enum_or_int(StopReason, reason.value)
+
+    def set_prompt(self, prompt: Union[str, bytes], images: Any = (), *, logits: bool = True) -> Optional[array]:
+        """Replaces the sequence with `prompt` (text with one <image> marker
+        per image, e.g. "<image>Output:a cat<|endofchunk|>\\n<image>Output:")
+        and its `images`, in order, and evaluates it
+        (flamingo_session_set_prompt). The prompt is tokenized as
+        :meth:`Model.tokenize` with special tokens added (BOS etc.). Images
+        are any of the kinds :class:`Model` lists. Returns the last
+        position's logits as array('f') (``logits=False``: None).
+        :meth:`generate` then continues the prompt. On error the session is
+        unchanged: InvalidArgumentError (marker count different from the
+        number of images, bad sizes, a prompt longer than the context),
+        IoError (unreadable file), InvalidFormatError (undecodable image),
+        UnsupportedError (image too large, no tokenizer)."""
+        raw = _text_bytes(prompt)
+        if b"\0" in raw:
+            raise ValueError("the prompt contains a NUL byte")
+        items = [Media.of(x) for x in _image_list(images)]
+        count = self.info.vocab_size if logits else 0
+        out, ptr = _float_out(count) if logits else (None, None)
+        with _media_array(items) as (arr, n):
+            with self._use() as h:
+                _check(_lib.lib().flamingo_session_set_prompt(h, raw, arr, n, ptr, count))
+        return out
+
+
+def _generate_params(
+    max_new_tokens: int = 20,
+    *,
+    min_new_tokens: Optional[int] = None,
+    do_sample: Optional[bool] = None,
+    temperature: Optional[float] = None,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    num_beams: Optional[int] = None,
+    length_penalty: Optional[float] = None,
+    early_stopping: Optional[bool] = None,
+    no_repeat_ngram_size: Optional[int] = None,
+    repetition_penalty: Optional[float] = None,
+    stop_at_endofchunk: Optional[bool] = None,
+    stop_at_eos: Optional[bool] = None,
+    seed: Optional[int] = None,
+) -> "_lib.flamingo_generate_params":
+    """flamingo_generate_params: the library's defaults, with every option
+    that is not None set."""
+    lib = _lib.lib()
+    p = _lib.flamingo_generate_params()
+    _check(lib.flamingo_generate_default_params(ctypes.byref(p), ctypes.sizeof(p)))
+    p.max_new_tokens = _u32(max_new_tokens, "max_new_tokens")
+    for name, value in (("min_new_tokens", min_new_tokens), ("top_k", top_k), ("num_beams", num_beams),
+                        ("no_repeat_ngram_size", no_repeat_ngram_size), ("do_sample", do_sample),
+                        ("early_stopping", early_stopping), ("stop_at_endofchunk", stop_at_endofchunk),
+                        ("stop_at_eos", stop_at_eos)):
+        if value is not None:
+            setattr(p, name, _u32(value, name))
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("length_penalty", length_penalty),
+                        ("repetition_penalty", repetition_penalty)):
+        if value is not None:
+            setattr(p, name, float(value))
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), not {seed!r}")
+        p.seed = seed
+    return p
+
+
+def batch_generate(
+    sessions: Iterable[Session], max_new_tokens: int = 20, **options: Any
+) -> List[Tuple[List[int], Union[StopReason, int]]]:
+    """Generates continuations of several evaluated sessions together
+    (flamingo_batch_generate): each step evaluates the next token of every
+    unfinished session in one batched forward pass. The sessions must be
+    distinct and belong to the same model; their prompts may differ in
+    length. `options` are those of :meth:`Session.generate` without the
+    callback (with do_sample, session i uses seed + i). Returns one
+    ``(tokens, reason)`` per session, in order; on error every session is
+    unchanged."""
+    sessions = list(sessions)
+    if not sessions:
+        raise ValueError("batch_generate needs at least one session")
+    for s in sessions:
+        if not isinstance(s, Session):
+            raise TypeError(f"batch_generate takes Sessions, not {type(s).__name__}")
+    if len({id(s) for s in sessions}) != len(sessions):
+        raise ValueError("a session appears twice in the batch")
+    if "callback" in options:
+        raise TypeError("batch_generate takes no callback (the library does not call it)")
+    p = _generate_params(max_new_tokens, **options)
+    n = len(sessions)
+    capacity = max(p.max_new_tokens, 1)
+    out = (ctypes.c_int32 * (n * capacity))()
+    counts = (ctypes.c_size_t * n)()
+    reasons = (_lib.flamingo_stop_reason * n)(*([-1] * n))
+    # Lock in a fixed order (by id) so that concurrent batches cannot deadlock.
+    uses = [s._use() for s in sorted(sessions, key=id)]
+    handles: Dict[int, Any] = {}
+    entered: List[Session._Use] = []
+    try:
+        for u in uses:
+            handles[id(u.s)] = u.__enter__()
+            entered.append(u)
+        arr = (_lib.flamingo_session_p * n)(*[handles[id(s)] for s in sessions])
+        status = _lib.lib().flamingo_batch_generate(arr, n, ctypes.byref(p), out, capacity, counts, reasons)
+        _check(status)
+    finally:
+        for u in reversed(entered):
+            u.__exit__(None, None, None)
+    return [(list(out[i * capacity:i * capacity + counts[i]]), _enum_or_int(StopReason, reasons[i]))
+            for i in range(n)]
+
+
+# --------------------------------------------------------------------------
+# Media
+# --------------------------------------------------------------------------
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy is a test dependency
+        raise ImportError("this function returns numpy arrays: install numpy") from None
+    return numpy
+
+
+def _is_numpy_array(x: Any) -> bool:
+    t = type(x)
+    return t.__module__ == "numpy" and t.__name__ == "ndarray"
+
+
+def _is_pil_image(x: Any) -> bool:
+    return any(c.__module__.startswith("PIL.") and c.__name__ == "Image" for c in type(x).__mro__)
+
+
+def _is_single_image(x: Any) -> bool:
+    """One image given where a list of images is expected."""
+    if isinstance(x, (str, bytes, bytearray, os.PathLike, Media)) or _is_pil_image(x):
+        return True
+    return _is_numpy_array(x) and x.dtype.kind == "u"
+
+
+def _is_image_list(x: Any) -> bool:
+    """True for one image or a non-empty list/tuple of images (not of numbers):
+    the high-level forms of Model.encode_images."""
+    if _is_single_image(x):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        first = x[0]
+        return not isinstance(first, (int, float)) and not (_is_numpy_array(first) and first.ndim == 0)
+    return False
+
+
+def _image_list(images: Any) -> List[Any]:
+    if images is None:
+        return []
+    if _is_single_image(images):
+        return [images]
+    return list(images)
+
+
+def _text_bytes(text: Union[str, bytes, bytearray, memoryview]) -> bytes:
+    if isinstance(text, str):
+        return text.encode("utf-8", "surrogateescape")
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        return bytes(text)
+    raise TypeError(f"text must be str or bytes, not {type(text).__name__}")
+
+
+def _bytes_view(data: Any, what: str) -> Tuple[Any, int]:
+    """A ctypes char array over the bytes of a buffer (without a copy when it
+    is C-contiguous and writable)."""
+    if isinstance(data, bytes):
+        return ctypes.c_char_p(data), len(data)  # points into the bytes object
+    try:
+        mv = memoryview(data)
+    except TypeError:
+        raise TypeError(f"{what} must be a bytes-like object, not {type(data).__name__}") from None
+    if not mv.c_contiguous:
+        mv = memoryview(mv.tobytes())
+    raw = mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
+    n = raw.nbytes
+    if n == 0:
+        return ctypes.c_char_p(b""), 0
+    if raw.readonly:
+        return (ctypes.c_char * n).from_buffer_copy(raw), n
+    return (ctypes.c_char * n).from_buffer(raw), n
+
+
+class Media:
+    """One image of a prompt (flamingo_media), of one of five kinds:
+
+    * ``Media.file(path)``: a JPEG or PNG file;
+    * ``Media.encoded(data)``: a JPEG or PNG in memory (bytes);
+    * ``Media.rgb(data, width, height, channels=3)``: 8-bit RGB (3) or RGBA
+      (4) pixels, rows top to bottom (bytes, or a numpy uint8 array);
+    * ``Media.pixels(floats)``: a preprocessed image [3][S][S] (as from
+      :meth:`Model.preprocess_image`);
+    * ``Media.visual_tokens(floats)``: its visual tokens
+      [num_latents][visual_dim] (as from :meth:`Model.encode_images`).
+
+    Images are decoded (EXIF orientation applied, grayscale/CMYK/alpha
+    converted as Pillow does), resized and normalised exactly as the
+    reference's CLIP preprocessing. :meth:`Media.of` converts the objects
+    the high-level API accepts."""
+
+    FILE = _lib.FLAMINGO_MEDIA_FILE
+    ENCODED = _lib.FLAMINGO_MEDIA_ENCODED
+    RGB = _lib.FLAMINGO_MEDIA_RGB
+    PIXELS = _lib.FLAMINGO_MEDIA_PIXELS
+    VISUAL_TOKENS = _lib.FLAMINGO_MEDIA_VISUAL_TOKENS
+
+    __slots__ = ("kind", "path", "data", "width", "height", "channels")
+
+    def __init__(self, kind: int, path: Any = None, data: Any = None, width: int = 0, height: int = 0,
+                 channels: int = 0):
+        self.kind, self.path, self.data = int(kind), path, data
+        self.width, self.height, self.channels = width, height, channels
+
+    def __repr__(self) -> str:
+        names = {0: "file", 1: "encoded", 2: "rgb", 3: "pixels", 4: "visual_tokens"}
+        detail = repr(self.path) if self.kind == Media.FILE else f"{self.width}x{self.height}x{self.channels}" \
+            if self.kind == Media.RGB else f"{type(self.data).__name__}"
+        return f"<flamingo.Media {names.get(self.kind, self.kind)} {detail}>"
+
+    @classmethod
+    def file(cls, path: Union[str, "os.PathLike[str]"]) -> "Media":
+        return cls(cls.FILE, path=os.fspath(path))
+
+    @classmethod
+    def encoded(cls, data: Any) -> "Media":
+        return cls(cls.ENCODED, data=data)
+
+    @classmethod
+    def rgb(cls, data: Any, width: int, height: int, channels: int = 3) -> "Media":
+        return cls(cls.RGB, data=data, width=width, height=height, channels=channels)
+
+    @classmethod
+    def pixels(cls, data: Any) -> "Media":
+        return cls(cls.PIXELS, data=data)
+
+    @classmethod
+    def visual_tokens(cls, data: Any) -> "Media":
+        return cls(cls.VISUAL_TOKENS, data=data)
+
+    @classmethod
+    def of(cls, image: Any) -> "Media":
+        """Converts an image given to the high-level API: a Media (as is), a
+        str or path (FILE), bytes / bytearray (ENCODED), a numpy uint8 array
+        HxWx3, HxWx4 or HxW (RGB; grayscale replicated), a PIL image (RGB,
+        RGBA as pixels; 1, L, LA, P, I;16 as a lossless PNG, converted as
+        Pillow does; other modes converted to RGB first), a numpy
+        float array [3, S, S] (PIXELS) or [num_latents, visual_dim]
+        (VISUAL_TOKENS)."""
+        if isinstance(image, Media):
+            return image
+        if isinstance(image, (str, os.PathLike)):
+            return cls.file(image)
+        if isinstance(image, (bytes, bytearray)):
+            return cls.encoded(image)
+        if _is_numpy_array(image):
+            return cls._of_numpy(image)
+        if _is_pil_image(image):
+            return cls._of_pil(image)
+        raise TypeError(
+            f"cannot use a {type(image).__name__} as an image (use a path, encoded bytes, a numpy array, "
+            "a PIL image or flamingo.Media)"
+        )
+
+    @classmethod
+    def _of_numpy(cls, a: Any) -> "Media":
+        np = _numpy()
+        if a.dtype == np.uint8:
+            if a.ndim == 2:
+                a = np.repeat(a[:, :, None], 3, axis=2)
+            if a.ndim != 3 or a.shape[2] not in (3, 4):
+                raise ValueError(f"a uint8 image must be HxWx3, HxWx4 or HxW, not {a.shape}")
+            a = np.ascontiguousarray(a)
+            return cls.rgb(a, width=a.shape[1], height=a.shape[0], channels=a.shape[2])
+        if a.dtype.kind == "f":
+            if a.ndim == 3 and a.shape[0] == 3:
+                return cls.pixels(a)
+            if a.ndim == 2:
+                return cls.visual_tokens(a)
+            raise ValueError(
+                f"a float array must be a preprocessed image [3, S, S] or visual tokens [num_latents, visual_dim], "
+                f"not {a.shape}"
+            )
+        raise TypeError(f"cannot use a numpy array of {a.dtype} as an image (uint8 pixels or float32)")
+
+    @classmethod
+    def _of_pil(cls, img: Any) -> "Media":
+        mode = img.mode
+        if mode in ("RGB", "RGBA"):
+            channels = len(mode)
+            return cls.rgb(img.tobytes(), width=img.size[0], height=img.size[1], channels=channels)
+        if mode in ("1", "L", "LA", "P", "I;16"):
+            # Lossless PNG: the library then converts the mode as Pillow does.
+            import io
+
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            return cls.encoded(buf.getvalue())
+        # Other modes (CMYK, YCbCr, I, F, ...) are converted to RGB first; the
+        # reference resizes before converting, so results may differ slightly.
+        return cls.rgb(img.convert("RGB").tobytes(), width=img.size[0], height=img.size[1], channels=3)
+
+    def _c(self) -> "_MediaStruct":
+        """A context holding the C struct and every buffer it points to."""
+        return _MediaStruct(self)
+
+
+class _MediaStruct:
+    def __init__(self, m: Media):
+        c = _lib.flamingo_media()
+        c.struct_size = ctypes.sizeof(c)
+        c.kind = m.kind
+        keep: List[Any] = []
+        if m.kind == Media.FILE:
+            raw = os.fsencode(m.path)
+            if b"\0" in raw:
+                raise ValueError("path contains a NUL byte")
+            keep.append(raw)
+            c.path = raw
+        elif m.kind in (Media.ENCODED, Media.RGB):
+            buf, n = _bytes_view(m.data, "image data")
+            keep.append(buf)
+            c.data = ctypes.cast(buf, ctypes.c_void_p)
+            c.size = n
+            c.width, c.height, c.channels = m.width, m.height, m.channels
+        elif m.kind in (Media.PIXELS, Media.VISUAL_TOKENS):
+            buf, n = _floats(m.data, "pixels" if m.kind == Media.PIXELS else "visual tokens")
+            keep.append(buf)
+            c.data = ctypes.cast(buf, ctypes.c_void_p) if n else None
+            c.size = n
+        else:  # an unknown kind: passed through for the library to reject
+            c.path = None
+        self.c, self._keep = c, keep
+
+    def __enter__(self) -> "_lib.flamingo_media":
+        return self.c
+
+    def __exit__(self, *exc) -> None:
+        self._keep.clear()
+
+
+class _media_array:
+    """Context: (a C array of flamingo_media or None, its length)."""
+
+    def __init__(self, items: List[Media]):
+        self.structs = [_MediaStruct(m) for m in items]
+
+    def __enter__(self) -> Tuple[Any, int]:
+        n = len(self.structs)
+        if n == 0:
+            return None, 0
+        arr = (_lib.flamingo_media * n)(*[s.c for s in self.structs])
+        return arr, n
+
+    def __exit__(self, *exc) -> None:
+        self.structs.clear()
+
+
+# --------------------------------------------------------------------------
+# Streaming detokenizer
+# --------------------------------------------------------------------------
+
+
+class Detokenizer:
+    """Incremental decoding for streaming (flamingo_detokenizer): push tokens
+    one at a time and receive only newly completed text, never half a UTF-8
+    character. :meth:`finish` returns what the last tokens still hold back
+    (an incomplete UTF-8 sequence at the end, which a full decode shows as
+    U+FFFD), so that the concatenation of every push and finish() is the
+    full decode of the tokens (:meth:`Model.detokenize`). One detokenizer
+    per stream; not thread-safe. Create with :meth:`Model.detokenizer`."""
+
+    _START = 64  # enough for any single token of the released tokenizers
+
+    def __init__(self, model: Model, skip_special: bool = False):
+        flags = _lib.FLAMINGO_DETOKENIZE_SKIP_SPECIAL if skip_special else 0
+        handle = _lib.flamingo_detokenizer_p()
+        _check(_lib.lib().flamingo_detokenizer_init(model.handle, flags, ctypes.byref(handle)))
+        self._handle: Optional[_lib.flamingo_detokenizer_p] = handle
+        self._free = _lib.lib().flamingo_detokenizer_free
+        self._model = model
+        self.skip_special = bool(skip_special)
+        self.tokens: List[int] = []
+        self._emitted: List[bytes] = []
+        self._buf = ctypes.create_string_buffer(self._START)
+        self._finished = False
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def _live(self) -> "_lib.flamingo_detokenizer_p":
+        if self._handle is None:
+            raise ValueError("the detokenizer is closed")
+        if self._finished:
+            raise ValueError("the detokenizer is finished")
+        return self._handle
+
+    def push_bytes(self, token: int) -> bytes:
+        """As :meth:`push`, returning the UTF-8 bytes."""
+        h = self._live()
+        if isinstance(token, bool) or not isinstance(token, int) or not -(2**31) <= token < 2**31:
+            raise ValueError(f"token must be a 32-bit int, not {token!r}")
+        lib = _lib.lib()
+        n = ctypes.c_size_t(0)
+        while True:
+            st = lib.flamingo_detokenizer_push(h, token, self._buf, len(self._buf), ctypes.byref(n))
+            if st != Status.BUFFER_TOO_SMALL:
+                break
+            # The token was not consumed: retry with a larger buffer.
+            if len(self._buf) >= 1 << 24:
+                raise _error(st)
+            self._buf = ctypes.create_string_buffer(2 * len(self._buf))
+        _check(st)
+        piece = self._buf.raw[:n.value]
+        self.tokens.append(token)
+        self._emitted.append(piece)
+        return piece
+
+    def push(self, token: int) -> str:
+        """Feeds one token and returns the text it completes (often "")."""
+        return _str(self.push_bytes(token))
+
+    def finish_bytes(self) -> bytes:
+        """As :meth:`finish`, returning the UTF-8 bytes."""
+        self._live()
+        self._finished = True
+        if not self.tokens:
+            return b""
+        full = self._model._detokenize_bytes(self.tokens, self.skip_special)
+        emitted = b"".join(self._emitted)
+        # The header has no flush: what is held back is the rest of the full
+        # decode. (Should the stream not be a prefix of it, nothing is added.)
+        return full[len(emitted):] if full.startswith(emitted) else b""
+
+    def finish(self) -> str:
+        """Ends the stream and returns the text still held back (an
+        incomplete UTF-8 sequence at the end decodes as U+FFFD, as in a full
+        decode); afterwards :meth:`push` raises ValueError."""
+        return _str(self.finish_bytes())
+
+    @property
+    def text(self) -> str:
+        """Everything pushed so far returned."""
+        return _str(b"".join(self._emitted))
+
+    def close(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            self._free(handle)
+
+    def __enter__(self) -> "Detokenizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __reduce__(self):
+        raise TypeError("flamingo.Detokenizer cannot be pickled")
+
+
+# --------------------------------------------------------------------------
+# OpenFlamingo prompts and post-processing
+# --------------------------------------------------------------------------
+
+
+def caption_prompt(captions: Iterable[str] = ()) -> str:
+    """OpenFlamingo's captioning prompt: one ``<image>Output:{caption}<|endofchunk|>``
+    per few-shot caption, then ``<image>Output:``, joined with "\\n"."""
+    shots = [f"<image>Output:{c}<|endofchunk|>" for c in captions]
+    return "\n".join(shots + ["<image>Output:"])
+
+
+def vqa_prompt(question: str, shots: Iterable[Tuple[str, str]] = ()) -> str:
+    """OpenFlamingo's VQA prompt: one ``<image>Question:{q} Short answer:{a}<|endofchunk|>``
+    per few-shot (question, answer), then ``<image>Question:{question} Short answer:``,
+    joined with "\\n"."""
+    parts = [f"<image>Question:{q} Short answer:{a}<|endofchunk|>" for q, a in shots]
+    return "\n".join(parts + [f"<image>Question:{question} Short answer:"])
+
+
+def postprocess_caption(text: str) -> str:
+    """OpenFlamingo's caption post-processing: cut at the first "Output",
+    remove '"', strip."""
+    return text.split("Output", 1)[0].replace('"', "").strip()
+
+
+def postprocess_vqa(text: str) -> str:
+    """OpenFlamingo's VQA post-processing: cut at the first of "Question",
+    "Answer" or "Short", then at the first ", ", strip."""
+    import re
+
+    answer = re.split("Question|Answer|Short", text, maxsplit=1)[0]
+    return answer.split(", ", 1)[0].strip()

@@ -1,6 +1,7 @@
 """python -m flamingo info [MODEL_DIR]
+python -m flamingo caption MODEL_DIR IMAGE [SHOT_IMAGE=CAPTION ...]
 
-Prints the library version, the devices and, given a model directory, the
+`info` prints the library version, the devices and, given a model directory, the
 model info. The text is byte-for-byte the same as bindings/c/example.c and
 the Rust example (`cargo run --example info -- MODEL_DIR`) print, so the three
 can be diffed. Format (one item per line, "key: value", "key:" when the value
@@ -15,8 +16,16 @@ is empty; floats with 8 decimals; -1 for absent token ids):
       architecture: openflamingo
       ...
 
-On a failed call it prints "error: <status string>: <message>" to stderr and
-exits with status 1.
+`caption` captions IMAGE (a JPEG or PNG) with OpenFlamingo's captioning
+prompt, optionally few-shot (each SHOT_IMAGE=CAPTION argument, split at its
+first "=", adds "<image>Output:CAPTION<|endofchunk|>" before the query), beam
+search with 3 beams, length_penalty 0, at most 20 new tokens, decoded with the
+streaming detokenizer (special tokens skipped) and post-processed (cut at the
+first "Output", '"' removed, stripped). It prints the caption and a newline:
+byte-for-byte what bindings/c/caption.c and the Rust example `caption` print.
+
+On a failed call either prints "error: <status string>: <message>" to stderr
+and exits with status 1; bad usage exits with status 2.
 """
 
 from __future__ import annotations
@@ -105,12 +114,35 @@ def info(path: Optional[str]) -> int:
     return 0
 
 
+def caption(model_dir: str, image: str, shots: List[str]) -> int:
+    pairs = []
+    for shot in shots:
+        if "=" not in shot:
+            sys.stderr.write(f"caption: a few-shot argument must be IMAGE=CAPTION, not {shot!r}\n")
+            return 2
+        path, text = shot.split("=", 1)
+        pairs.append((path, text))
+    try:
+        with flamingo.Model(model_dir) as model:
+            text = model.caption(image, shots=pairs)
+    except flamingo.FlamingoError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    _emit([text])
+    return 0
+
+
+USAGE = "usage: python -m flamingo info [MODEL_DIR]\n       python -m flamingo caption MODEL_DIR IMAGE [SHOT_IMAGE=CAPTION ...]\n"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] != "info" or len(args) > 2:
-        sys.stderr.write("usage: python -m flamingo info [MODEL_DIR]\n")
-        return 2
-    return info(args[1] if len(args) == 2 else None)
+    if args and args[0] == "info" and len(args) <= 2:
+        return info(args[1] if len(args) == 2 else None)
+    if args and args[0] == "caption" and len(args) >= 3:
+        return caption(args[1], args[2], args[3:])
+    sys.stderr.write(USAGE)
+    return 2
 
 
 if __name__ == "__main__":

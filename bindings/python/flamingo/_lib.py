@@ -143,6 +143,39 @@ class flamingo_generate_params(ctypes.Structure):
     ]
 
 
+#: flamingo_tokenize flags
+FLAMINGO_TOKENIZE_ADD_SPECIAL = 1
+#: flamingo_detokenize / flamingo_detokenizer_init flags
+FLAMINGO_DETOKENIZE_SKIP_SPECIAL = 1
+
+
+class flamingo_detokenizer(ctypes.Structure):
+    """Opaque."""
+
+
+flamingo_detokenizer_p = ctypes.POINTER(flamingo_detokenizer)
+
+flamingo_media_kind = ctypes.c_int32
+FLAMINGO_MEDIA_FILE = 0
+FLAMINGO_MEDIA_ENCODED = 1
+FLAMINGO_MEDIA_RGB = 2
+FLAMINGO_MEDIA_PIXELS = 3
+FLAMINGO_MEDIA_VISUAL_TOKENS = 4
+
+
+class flamingo_media(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("kind", flamingo_media_kind),
+        ("path", ctypes.c_char_p),
+        ("data", ctypes.c_void_p),
+        ("size", ctypes.c_size_t),
+        ("width", ctypes.c_uint32),
+        ("height", ctypes.c_uint32),
+        ("channels", ctypes.c_uint32),
+    ]
+
+
 flamingo_log_callback = ctypes.CFUNCTYPE(None, flamingo_log_level, ctypes.c_char_p, ctypes.c_void_p)
 
 # name: (restype, argtypes)
@@ -192,6 +225,41 @@ FUNCTIONS = {
         flamingo_status,
         [flamingo_session_p, ctypes.POINTER(flamingo_generate_params), ctypes.POINTER(ctypes.c_int32),
          ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(flamingo_stop_reason)],
+    ),
+    "flamingo_batch_generate": (
+        flamingo_status,
+        [ctypes.POINTER(flamingo_session_p), ctypes.c_size_t, ctypes.POINTER(flamingo_generate_params),
+         ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
+         ctypes.POINTER(flamingo_stop_reason)],
+    ),
+    # text is const char * with an explicit length: c_void_p so that bytes
+    # holding NUL or invalid UTF-8 pass through unchanged.
+    "flamingo_tokenize": (
+        flamingo_status,
+        [flamingo_model_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32),
+         ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+    ),
+    "flamingo_detokenize": (
+        flamingo_status,
+        [flamingo_model_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p,
+         ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+    ),
+    "flamingo_detokenizer_init": (
+        flamingo_status, [flamingo_model_p, ctypes.c_uint32, ctypes.POINTER(flamingo_detokenizer_p)]),
+    "flamingo_detokenizer_free": (None, [flamingo_detokenizer_p]),
+    "flamingo_detokenizer_push": (
+        flamingo_status,
+        [flamingo_detokenizer_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
+    ),
+    # media is an array with stride media[0].struct_size: a void pointer.
+    "flamingo_session_set_prompt": (
+        flamingo_status,
+        [flamingo_session_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
+         ctypes.c_size_t],
+    ),
+    "flamingo_model_preprocess_image": (
+        flamingo_status,
+        [flamingo_model_p, ctypes.POINTER(flamingo_media), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t],
     ),
 }
 

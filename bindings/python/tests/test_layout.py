@@ -73,3 +73,19 @@ def test_callback_and_enum_sizes():
     assert ctypes.sizeof(_lib.flamingo_status) == 4
     assert _lib.flamingo_token_callback._restype_ is ctypes.c_int32
     assert _lib.flamingo_token_callback._argtypes_ == (ctypes.c_int32, ctypes.c_void_p)
+
+
+def test_media_layout():
+    S = _lib.flamingo_media
+    assert ctypes.sizeof(S) == 48
+    assert ctypes.alignment(S) == 8
+    expect = dict(struct_size=0, kind=4, path=8, data=16, size=24, width=32, height=36, channels=40)
+    assert [f[0] for f in S._fields_] == list(expect)
+    for name, off in expect.items():
+        assert getattr(S, name).offset == off, name
+    assert dict(S._fields_)["size"] is ctypes.c_size_t
+    assert ctypes.sizeof(_lib.flamingo_media_kind) == 4
+    kinds = (_lib.FLAMINGO_MEDIA_FILE, _lib.FLAMINGO_MEDIA_ENCODED, _lib.FLAMINGO_MEDIA_RGB,
+             _lib.FLAMINGO_MEDIA_PIXELS, _lib.FLAMINGO_MEDIA_VISUAL_TOKENS)
+    assert kinds == (0, 1, 2, 3, 4)
+    assert _lib.FLAMINGO_TOKENIZE_ADD_SPECIAL == 1 and _lib.FLAMINGO_DETOKENIZE_SKIP_SPECIAL == 1

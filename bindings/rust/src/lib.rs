@@ -1,6 +1,28 @@
 //! Safe Rust bindings for libflamingo, an inference engine for OpenFlamingo
 //! models with a C ABI (`include/flamingo.h`).
 //!
+//! High level: captions, VQA, text generation, logits and visual tokens from
+//! images given as [`Media`] (files, encoded bytes, RGB pixels, preprocessed
+//! pixels or visual tokens).
+//!
+//! ```no_run
+//! use flamingo::{GenerateParams, Media, Model, ModelParams};
+//! let model = Model::load("Tests/Fixtures/mpt_tiny", &ModelParams::default())?;
+//! let cat = Media::file("cat.jpg");
+//! // OpenFlamingo's prompts, beam search 3, length_penalty 0, at most 20 tokens.
+//! println!("{}", model.caption(&cat, &[(Media::file("dog.jpg"), "A dog.")])?);
+//! println!("{}", model.vqa(&cat, "What is it?", &[])?);
+//! let mut print = |piece: &str| print!("{piece}");
+//! let text = model.generate_text("<image>Output:", &[cat], &GenerateParams::captioning(), Some(&mut print))?;
+//! let ids = model.tokenize("<image>Output:", true)?;
+//! let logits = model.logits(&ids, &[cat])?; // ids.len() × vocab_size
+//! let visual = model.encode_media(&[cat])?; // num_latents × visual_dim per image
+//! # let _ = (text, logits, visual);
+//! # Ok::<(), flamingo::Error>(())
+//! ```
+//!
+//! Lower level: sessions, evaluation and generation.
+//!
 //! ```no_run
 //! let model = flamingo::Model::load("Tests/Fixtures/mpt_tiny", &flamingo::ModelParams::default())?;
 //! println!("{} {}", flamingo::version(), model.info().lm_family);
@@ -921,4 +943,606 @@ impl Drop for Model {
     fn drop(&mut self) {
         unsafe { sys::flamingo_model_free(self.raw.as_ptr()) }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Batch generation
+// ---------------------------------------------------------------------------
+
+/// Generates continuations of several evaluated sessions together
+/// (`flamingo_batch_generate`): each step evaluates the next token of every
+/// unfinished session in one batched forward pass. The sessions must belong
+/// to the same model (distinct: `&mut` guarantees it); their prompts may
+/// differ in length. With `do_sample`, session i uses `seed + i`; with
+/// `num_beams > 1` they are searched one after the other. Returns one
+/// [`Generation`] per session, in order; on error every session is
+/// unchanged.
+pub fn batch_generate(sessions: &mut [&mut Session], params: &GenerateParams) -> Result<Vec<Generation>> {
+    if sessions.is_empty() {
+        return Err(Error::invalid_argument("batch_generate needs at least one session"));
+    }
+    let p = params.to_raw()?;
+    let n = sessions.len();
+    let capacity = (p.max_new_tokens as usize).max(1);
+    let raws: Vec<*mut sys::flamingo_session> = sessions.iter().map(|s| s.raw.as_ptr()).collect();
+    let mut tokens = vec![0i32; n * capacity];
+    let mut counts = vec![0usize; n];
+    let mut reasons: Vec<sys::flamingo_stop_reason> = vec![-1; n];
+    check(unsafe {
+        sys::flamingo_batch_generate(
+            raws.as_ptr(),
+            n,
+            &p,
+            tokens.as_mut_ptr(),
+            capacity,
+            counts.as_mut_ptr(),
+            reasons.as_mut_ptr(),
+        )
+    })?;
+    Ok((0..n)
+        .map(|i| Generation {
+            tokens: tokens[i * capacity..i * capacity + counts[i].min(capacity)].to_vec(),
+            stop_reason: StopReason::from_raw(reasons[i]),
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------
+// Media
+// ---------------------------------------------------------------------------
+
+/// One image of a prompt (`flamingo_media`). Images are decoded (EXIF
+/// orientation applied, grayscale/CMYK/alpha converted as Pillow does),
+/// resized and normalised exactly as the reference's CLIP preprocessing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Media<'a> {
+    /// A JPEG or PNG file.
+    File(&'a Path),
+    /// A JPEG or PNG in memory.
+    Encoded(&'a [u8]),
+    /// 8-bit pixels, `width × height × channels` bytes, channels 3 (RGB) or
+    /// 4 (RGBA), rows top to bottom.
+    Rgb { data: &'a [u8], width: u32, height: u32, channels: u32 },
+    /// A preprocessed image `[3][image_size][image_size]` (as from
+    /// [`Model::preprocess_image`]).
+    Pixels(&'a [f32]),
+    /// Visual tokens `[num_latents][visual_dim]` of one image (as from
+    /// [`Model::encode_images`]).
+    VisualTokens(&'a [f32]),
+}
+
+impl<'a> Media<'a> {
+    /// A JPEG or PNG file.
+    pub fn file<P: AsRef<Path> + ?Sized>(path: &'a P) -> Media<'a> {
+        Media::File(path.as_ref())
+    }
+
+    /// RGB pixels (3 channels).
+    pub fn rgb(data: &'a [u8], width: u32, height: u32) -> Media<'a> {
+        Media::Rgb { data, width, height, channels: 3 }
+    }
+}
+
+/// The C structs of some media and the path strings they point to.
+struct RawMedia {
+    items: Vec<sys::flamingo_media>,
+    _paths: Vec<CString>,
+}
+
+impl RawMedia {
+    fn new(media: &[Media<'_>]) -> Result<RawMedia> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut paths = Vec::new();
+        let mut items = Vec::with_capacity(media.len());
+        for m in media {
+            let item = match *m {
+                Media::File(path) => {
+                    let c = CString::new(path.as_os_str().as_bytes())
+                        .map_err(|_| Error::invalid_argument("an image path contains a NUL byte"))?;
+                    let mut item = sys::flamingo_media::new(sys::FLAMINGO_MEDIA_FILE);
+                    item.path = c.as_ptr(); // the CString's buffer does not move with it
+                    paths.push(c);
+                    item
+                }
+                Media::Encoded(data) => {
+                    let mut item = sys::flamingo_media::new(sys::FLAMINGO_MEDIA_ENCODED);
+                    item.data = data.as_ptr().cast();
+                    item.size = data.len();
+                    item
+                }
+                Media::Rgb { data, width, height, channels } => {
+                    let mut item = sys::flamingo_media::new(sys::FLAMINGO_MEDIA_RGB);
+                    item.data = data.as_ptr().cast();
+                    item.size = data.len();
+                    item.width = width;
+                    item.height = height;
+                    item.channels = channels;
+                    item
+                }
+                Media::Pixels(data) => {
+                    let mut item = sys::flamingo_media::new(sys::FLAMINGO_MEDIA_PIXELS);
+                    item.data = data.as_ptr().cast();
+                    item.size = data.len();
+                    item
+                }
+                Media::VisualTokens(data) => {
+                    let mut item = sys::flamingo_media::new(sys::FLAMINGO_MEDIA_VISUAL_TOKENS);
+                    item.data = data.as_ptr().cast();
+                    item.size = data.len();
+                    item
+                }
+            };
+            items.push(item);
+        }
+        Ok(RawMedia { items, _paths: paths })
+    }
+
+    fn as_ptr(&self) -> *const sys::flamingo_media {
+        if self.items.is_empty() { std::ptr::null() } else { self.items.as_ptr() }
+    }
+}
+
+impl Session {
+    /// Replaces the sequence with `prompt` (one `<image>` marker per media
+    /// item, e.g. `"<image>Output:a cat<|endofchunk|>\n<image>Output:"`) and
+    /// its `media`, in order, then evaluates it
+    /// (`flamingo_session_set_prompt`; the prompt is tokenized with special
+    /// tokens added). Returns the last position's logits (vocab_size
+    /// floats). [`generate`](Self::generate) then continues the prompt. On
+    /// error the session is unchanged: [`Status::InvalidArgument`] (marker
+    /// count different from the number of media, bad sizes, a prompt longer
+    /// than the context), [`Status::Io`], [`Status::InvalidFormat`]
+    /// (undecodable image), [`Status::Unsupported`].
+    pub fn set_prompt(&mut self, prompt: &str, media: &[Media<'_>]) -> Result<Vec<f32>> {
+        let mut logits = vec![0.0f32; self.vocab_size];
+        self.set_prompt_into(prompt.as_bytes(), media, Some(&mut logits))?;
+        Ok(logits)
+    }
+
+    /// As [`set_prompt`](Self::set_prompt) with the prompt as bytes (which
+    /// the library checks are UTF-8), writing the last logits into `logits`
+    /// (`None`: not at all; too small: [`Status::BufferTooSmall`]).
+    pub fn set_prompt_into(&mut self, prompt: &[u8], media: &[Media<'_>], logits: Option<&mut [f32]>) -> Result<()> {
+        let prompt = CString::new(prompt).map_err(|_| Error::invalid_argument("the prompt contains a NUL byte"))?;
+        let raw = RawMedia::new(media)?;
+        let (ptr, count) = match logits {
+            Some(buf) => (buf.as_mut_ptr(), buf.len()),
+            None => (std::ptr::null_mut(), 0),
+        };
+        check(unsafe {
+            sys::flamingo_session_set_prompt(self.raw.as_ptr(), prompt.as_ptr(), raw.as_ptr(), media.len(), ptr, count)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Text
+// ---------------------------------------------------------------------------
+
+/// Incremental decoding for streaming (`flamingo_detokenizer`): push tokens
+/// one at a time and receive only newly completed text, never half a UTF-8
+/// character. [`finish`](Self::finish) returns what the last tokens still
+/// hold back (an incomplete UTF-8 sequence at the end, U+FFFD in a full
+/// decode), so that everything pushed plus `finish()` is the full decode
+/// ([`Model::detokenize`]). Create with [`Model::detokenizer`]; released on
+/// drop. `Send`, not `Sync`: one stream, one thread at a time.
+pub struct Detokenizer<'m> {
+    raw: NonNull<sys::flamingo_detokenizer>,
+    model: &'m Model,
+    skip_special: bool,
+    tokens: Vec<i32>,
+    emitted: Vec<u8>,
+    buf: Vec<u8>,
+    finished: bool,
+}
+
+// SAFETY: a detokenizer is used by one thread at a time (`&mut self`); it
+// may move between threads. The model is Sync.
+unsafe impl Send for Detokenizer<'_> {}
+
+impl fmt::Debug for Detokenizer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Detokenizer").field("tokens", &self.tokens).field("finished", &self.finished).finish()
+    }
+}
+
+impl<'m> Detokenizer<'m> {
+    /// A detokenizer for `model` (`flamingo_detokenizer_init`).
+    pub fn new(model: &'m Model, skip_special: bool) -> Result<Detokenizer<'m>> {
+        let flags = if skip_special { sys::FLAMINGO_DETOKENIZE_SKIP_SPECIAL } else { 0 };
+        let mut out: *mut sys::flamingo_detokenizer = std::ptr::null_mut();
+        check(unsafe { sys::flamingo_detokenizer_init(model.raw.as_ptr(), flags, &mut out) })?;
+        let raw = NonNull::new(out).ok_or_else(|| Error {
+            status: Status::Internal,
+            message: "flamingo_detokenizer_init returned NULL".into(),
+        })?;
+        Ok(Detokenizer {
+            raw,
+            model,
+            skip_special,
+            tokens: Vec::new(),
+            emitted: Vec::new(),
+            buf: vec![0u8; 64],
+            finished: false,
+        })
+    }
+
+    /// The raw handle, for use with [`sys`]. It stays owned by `self`.
+    pub fn as_ptr(&self) -> *mut sys::flamingo_detokenizer {
+        self.raw.as_ptr()
+    }
+
+    /// Feeds one token and returns the UTF-8 bytes it completes (often
+    /// none). A token that needs more than the internal buffer is pushed
+    /// again with a larger one (BUFFER_TOO_SMALL does not consume it).
+    pub fn push_bytes(&mut self, token: i32) -> Result<Vec<u8>> {
+        if self.finished {
+            return Err(Error::invalid_argument("the detokenizer is finished"));
+        }
+        let mut len = 0usize;
+        loop {
+            let st = unsafe {
+                sys::flamingo_detokenizer_push(
+                    self.raw.as_ptr(),
+                    token,
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    &mut len,
+                )
+            };
+            if st == sys::FLAMINGO_ERROR_BUFFER_TOO_SMALL && self.buf.len() < 1 << 24 {
+                let n = self.buf.len() * 2;
+                self.buf.resize(n, 0);
+                continue;
+            }
+            check(st)?;
+            break;
+        }
+        let piece = self.buf[..len].to_vec();
+        self.tokens.push(token);
+        self.emitted.extend_from_slice(&piece);
+        Ok(piece)
+    }
+
+    /// Feeds one token and returns the text it completes (often "").
+    pub fn push(&mut self, token: i32) -> Result<String> {
+        self.push_bytes(token).map(|b| String::from_utf8(b).unwrap_or_else(|e| lossy(e.as_bytes())))
+    }
+
+    /// Ends the stream and returns the bytes still held back: the rest of the
+    /// full decode of the pushed tokens (the header has no flush; should the
+    /// stream not be a prefix of the full decode, nothing is added).
+    /// Afterwards [`push`](Self::push) fails.
+    pub fn finish_bytes(&mut self) -> Result<Vec<u8>> {
+        if self.finished {
+            return Err(Error::invalid_argument("the detokenizer is finished"));
+        }
+        self.finished = true;
+        if self.tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let full = self.model.detokenize_bytes(&self.tokens, self.skip_special)?;
+        Ok(if full.starts_with(&self.emitted) { full[self.emitted.len()..].to_vec() } else { Vec::new() })
+    }
+
+    /// As [`finish_bytes`](Self::finish_bytes), as text.
+    pub fn finish(&mut self) -> Result<String> {
+        self.finish_bytes().map(|b| String::from_utf8(b).unwrap_or_else(|e| lossy(e.as_bytes())))
+    }
+
+    /// The tokens pushed so far.
+    pub fn tokens(&self) -> &[i32] {
+        &self.tokens
+    }
+
+    /// Everything [`push`](Self::push) returned so far.
+    pub fn text(&self) -> String {
+        lossy(&self.emitted)
+    }
+}
+
+impl Drop for Detokenizer<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::flamingo_detokenizer_free(self.raw.as_ptr()) }
+    }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Model {
+    /// Token ids of `text` with the model's tokenizer.json, as Hugging Face
+    /// tokenizers (`flamingo_tokenize`): special tokens such as `<image>` and
+    /// `<|endofchunk|>` in the text become their ids; `add_special` adds BOS
+    /// etc. as the tokenizer's post-processor does. [`Status::Unsupported`]
+    /// for a model without a tokenizer. Thread-safe.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<i32>> {
+        let flags = if add_special { sys::FLAMINGO_TOKENIZE_ADD_SPECIAL } else { 0 };
+        self.tokenize_bytes(text.as_bytes(), flags)
+    }
+
+    /// As [`tokenize`](Self::tokenize) with raw bytes (the library rejects
+    /// invalid UTF-8 with [`Status::InvalidArgument`]) and raw flags.
+    pub fn tokenize_bytes(&self, text: &[u8], flags: u32) -> Result<Vec<i32>> {
+        let mut out = vec![0i32; text.len() + 8];
+        loop {
+            let mut count = 0usize;
+            check(unsafe {
+                sys::flamingo_tokenize(
+                    self.raw.as_ptr(),
+                    text.as_ptr().cast(),
+                    text.len(),
+                    flags,
+                    out.as_mut_ptr(),
+                    out.len(),
+                    &mut count,
+                )
+            })?;
+            if count <= out.len() {
+                out.truncate(count);
+                return Ok(out);
+            }
+            out.resize(count, 0); // the snprintf rule: again with the full size
+        }
+    }
+
+    /// The text of token ids (`flamingo_detokenize`), as Hugging Face's
+    /// decode; `skip_special` leaves out special tokens. Thread-safe.
+    pub fn detokenize(&self, ids: &[i32], skip_special: bool) -> Result<String> {
+        self.detokenize_bytes(ids, skip_special).map(|b| String::from_utf8(b).unwrap_or_else(|e| lossy(e.as_bytes())))
+    }
+
+    /// As [`detokenize`](Self::detokenize), the UTF-8 bytes.
+    pub fn detokenize_bytes(&self, ids: &[i32], skip_special: bool) -> Result<Vec<u8>> {
+        let flags = if skip_special { sys::FLAMINGO_DETOKENIZE_SKIP_SPECIAL } else { 0 };
+        let mut out = vec![0u8; 16 * ids.len() + 16];
+        loop {
+            let mut len = 0usize;
+            let ptr = if ids.is_empty() { std::ptr::null() } else { ids.as_ptr() };
+            check(unsafe {
+                sys::flamingo_detokenize(
+                    self.raw.as_ptr(),
+                    ptr,
+                    ids.len(),
+                    flags,
+                    out.as_mut_ptr().cast(),
+                    out.len(),
+                    &mut len,
+                )
+            })?;
+            if len < out.len() {
+                out.truncate(len);
+                return Ok(out);
+            }
+            out.resize(len + 1, 0); // room for the NUL
+        }
+    }
+
+    /// A streaming [`Detokenizer`] for this model.
+    pub fn detokenizer(&self, skip_special: bool) -> Result<Detokenizer<'_>> {
+        Detokenizer::new(self, skip_special)
+    }
+
+    /// Decodes and preprocesses one image ([`Media::File`],
+    /// [`Media::Encoded`] or [`Media::Rgb`]) exactly as the reference's CLIP
+    /// preprocessing (`flamingo_model_preprocess_image`): `3 × image_size²`
+    /// floats, planar, normalised, the input of
+    /// [`encode_images`](Self::encode_images). Thread-safe.
+    pub fn preprocess_image(&self, image: &Media<'_>) -> Result<Vec<f32>> {
+        let raw = RawMedia::new(std::slice::from_ref(image))?;
+        let mut out = vec![0.0f32; self.info.image_floats()];
+        check(unsafe {
+            sys::flamingo_model_preprocess_image(self.raw.as_ptr(), raw.as_ptr(), out.as_mut_ptr(), out.len())
+        })?;
+        Ok(out)
+    }
+
+    /// Visual tokens `[images.len()][num_latents][visual_dim]` of images of
+    /// any kind: decoded and preprocessed (File, Encoded, Rgb), encoded
+    /// (those and Pixels) or taken as given (VisualTokens), as
+    /// [`Session::set_prompt`] does. (The high-level counterpart of
+    /// [`encode_images`](Self::encode_images), which takes preprocessed
+    /// pixels.)
+    pub fn encode_media(&self, images: &[Media<'_>]) -> Result<Vec<f32>> {
+        let per = self.info.media_floats();
+        let mut out = Vec::with_capacity(images.len() * per);
+        for image in images {
+            match image {
+                Media::VisualTokens(v) => {
+                    check_len(v.len(), 1, per, "visual tokens", "image")?;
+                    out.extend_from_slice(v);
+                }
+                Media::Pixels(p) => out.extend(self.encode_images(p, 1)?),
+                _ => out.extend(self.encode_images(&self.preprocess_image(image)?, 1)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The logits of every position of `ids` attending to `images` (the k-th
+    /// `<image>` token refers to `images[k]`): `ids.len() × vocab_size`
+    /// floats, row-major.
+    pub fn logits(&self, ids: &[i32], images: &[Media<'_>]) -> Result<Vec<f32>> {
+        let visual = self.encode_media(images)?;
+        let mut s = self.session(&SessionParams::default())?;
+        if !images.is_empty() {
+            s.set_media(&visual, images.len())?;
+        }
+        s.eval(ids, true)
+    }
+
+    /// Evaluates `prompt` (one `<image>` marker per image) with `images` in a
+    /// new session and generates (`params`; [`GenerateParams::captioning`]
+    /// is OpenFlamingo's beam search). `callback` sees every new token (beam
+    /// search: the final ones, at the end) and returns `true` to stop.
+    pub fn generate_tokens(
+        &self,
+        prompt: &str,
+        images: &[Media<'_>],
+        params: &GenerateParams,
+        callback: Option<&mut dyn FnMut(i32) -> bool>,
+    ) -> Result<Generation> {
+        let mut s = self.session(&SessionParams::default())?;
+        s.set_prompt_into(prompt.as_bytes(), images, None)?;
+        s.generate(params, callback)
+    }
+
+    /// As [`generate_tokens`](Self::generate_tokens), returning the text of
+    /// the new tokens (special tokens such as `<|endofchunk|>` left out).
+    /// `stream` receives the text as it is completed, through the streaming
+    /// [`Detokenizer`] (beam search: at the end); the result is the
+    /// concatenation of what it received.
+    pub fn generate_text(
+        &self,
+        prompt: &str,
+        images: &[Media<'_>],
+        params: &GenerateParams,
+        mut stream: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<String> {
+        let mut detok = self.detokenizer(true)?;
+        let mut text = String::new();
+        let mut failed: Option<Error> = None;
+        {
+            let mut on_token = |token: i32| -> bool {
+                match detok.push(token) {
+                    Ok(piece) => {
+                        if !piece.is_empty() {
+                            if let Some(f) = stream.as_mut() {
+                                f(&piece);
+                            }
+                            text.push_str(&piece);
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        true
+                    }
+                }
+            };
+            self.generate_tokens(prompt, images, params, Some(&mut on_token))?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let tail = detok.finish()?;
+        if !tail.is_empty() {
+            if let Some(f) = stream.as_mut() {
+                f(&tail);
+            }
+            text.push_str(&tail);
+        }
+        Ok(text)
+    }
+
+    /// A caption of `image` with OpenFlamingo's captioning prompt
+    /// ([`caption_prompt`]) and post-processing ([`postprocess_caption`]),
+    /// optionally few-shot (`shots`: (image, caption) pairs), with
+    /// [`GenerateParams::captioning`]: 3 beams, length_penalty 0, at most 20
+    /// new tokens.
+    pub fn caption(&self, image: &Media<'_>, shots: &[(Media<'_>, &str)]) -> Result<String> {
+        self.caption_with(image, shots, &GenerateParams::captioning(), None)
+    }
+
+    /// As [`caption`](Self::caption) with other generation parameters and a
+    /// `stream` for the raw generated text.
+    pub fn caption_with(
+        &self,
+        image: &Media<'_>,
+        shots: &[(Media<'_>, &str)],
+        params: &GenerateParams,
+        stream: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<String> {
+        let captions: Vec<&str> = shots.iter().map(|(_, c)| *c).collect();
+        let mut images: Vec<Media<'_>> = shots.iter().map(|(m, _)| *m).collect();
+        images.push(*image);
+        let text = self.generate_text(&caption_prompt(&captions), &images, params, stream)?;
+        Ok(postprocess_caption(&text))
+    }
+
+    /// A short answer to `question` about `image` with OpenFlamingo's VQA
+    /// prompt ([`vqa_prompt`]) and post-processing ([`postprocess_vqa`]),
+    /// optionally few-shot (`shots`: (image, question, answer)), with
+    /// [`GenerateParams::vqa`]: 3 beams, length_penalty 0, at most 5 new
+    /// tokens.
+    pub fn vqa(&self, image: &Media<'_>, question: &str, shots: &[(Media<'_>, &str, &str)]) -> Result<String> {
+        self.vqa_with(image, question, shots, &GenerateParams::vqa(), None)
+    }
+
+    /// As [`vqa`](Self::vqa) with other generation parameters and a `stream`.
+    pub fn vqa_with(
+        &self,
+        image: &Media<'_>,
+        question: &str,
+        shots: &[(Media<'_>, &str, &str)],
+        params: &GenerateParams,
+        stream: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<String> {
+        let qa: Vec<(&str, &str)> = shots.iter().map(|(_, q, a)| (*q, *a)).collect();
+        let mut images: Vec<Media<'_>> = shots.iter().map(|(m, _, _)| *m).collect();
+        images.push(*image);
+        let text = self.generate_text(&vqa_prompt(question, &qa), &images, params, stream)?;
+        Ok(postprocess_vqa(&text))
+    }
+}
+
+impl GenerateParams {
+    /// OpenFlamingo's captioning settings: beam search with 3 beams,
+    /// length_penalty 0, at most 20 new tokens (the rest as
+    /// [`Default`]).
+    pub fn captioning() -> GenerateParams {
+        GenerateParams { max_new_tokens: 20, num_beams: 3, length_penalty: 0.0, ..GenerateParams::default() }
+    }
+
+    /// OpenFlamingo's VQA settings: as [`captioning`](Self::captioning) with
+    /// at most 5 new tokens.
+    pub fn vqa() -> GenerateParams {
+        GenerateParams { max_new_tokens: 5, ..GenerateParams::captioning() }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OpenFlamingo prompts and post-processing
+// ---------------------------------------------------------------------------
+
+/// OpenFlamingo's captioning prompt: one
+/// `<image>Output:{caption}<|endofchunk|>` per few-shot caption, then
+/// `<image>Output:`, joined with `"\n"`.
+pub fn caption_prompt(captions: &[&str]) -> String {
+    let mut parts: Vec<String> = captions.iter().map(|c| format!("<image>Output:{c}<|endofchunk|>")).collect();
+    parts.push("<image>Output:".into());
+    parts.join("\n")
+}
+
+/// OpenFlamingo's VQA prompt: one
+/// `<image>Question:{q} Short answer:{a}<|endofchunk|>` per few-shot pair,
+/// then `<image>Question:{question} Short answer:`, joined with `"\n"`.
+pub fn vqa_prompt(question: &str, shots: &[(&str, &str)]) -> String {
+    let mut parts: Vec<String> =
+        shots.iter().map(|(q, a)| format!("<image>Question:{q} Short answer:{a}<|endofchunk|>")).collect();
+    parts.push(format!("<image>Question:{question} Short answer:"));
+    parts.join("\n")
+}
+
+/// Python's `str.isspace()` (which `str.strip()` removes): unlike
+/// `char::is_whitespace` it includes U+001C..U+001F.
+fn py_space(c: char) -> bool {
+    matches!(c, '\u{9}'..='\u{d}' | '\u{1c}'..='\u{20}' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
+        | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+}
+
+/// OpenFlamingo's caption post-processing: cut at the first `"Output"`,
+/// remove `'"'`, strip (as Python's `str.strip()`).
+pub fn postprocess_caption(text: &str) -> String {
+    let cut = text.split("Output").next().unwrap_or("");
+    cut.replace('"', "").trim_matches(py_space).to_string()
+}
+
+/// OpenFlamingo's VQA post-processing: cut at the first of `"Question"`,
+/// `"Answer"` or `"Short"`, then at the first `", "`, strip.
+pub fn postprocess_vqa(text: &str) -> String {
+    let end = ["Question", "Answer", "Short"].iter().filter_map(|w| text.find(w)).min().unwrap_or(text.len());
+    let answer = &text[..end];
+    answer.split(", ").next().unwrap_or("").trim_matches(py_space).to_string()
 }

@@ -164,6 +164,58 @@ pub const FLAMINGO_STOP_MAX_TOKENS: flamingo_stop_reason = 0;
 pub const FLAMINGO_STOP_TOKEN: flamingo_stop_reason = 1;
 pub const FLAMINGO_STOP_CANCELLED: flamingo_stop_reason = 2;
 
+/// `flamingo_tokenize` flag: add BOS etc. as the tokenizer's post-processor does.
+pub const FLAMINGO_TOKENIZE_ADD_SPECIAL: u32 = 1;
+/// `flamingo_detokenize` / `flamingo_detokenizer_init` flag: leave out special tokens.
+pub const FLAMINGO_DETOKENIZE_SKIP_SPECIAL: u32 = 1;
+
+/// Opaque streaming detokenizer handle.
+#[repr(C)]
+pub struct flamingo_detokenizer {
+    _private: [u8; 0],
+    _marker: core::marker::PhantomData<(*mut u8, core::marker::PhantomPinned)>,
+}
+
+pub type flamingo_media_kind = i32;
+pub const FLAMINGO_MEDIA_FILE: flamingo_media_kind = 0;
+pub const FLAMINGO_MEDIA_ENCODED: flamingo_media_kind = 1;
+pub const FLAMINGO_MEDIA_RGB: flamingo_media_kind = 2;
+pub const FLAMINGO_MEDIA_PIXELS: flamingo_media_kind = 3;
+pub const FLAMINGO_MEDIA_VISUAL_TOKENS: flamingo_media_kind = 4;
+
+/// One media item of a prompt.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct flamingo_media {
+    pub struct_size: u32,
+    pub kind: flamingo_media_kind,
+    /// FILE
+    pub path: *const c_char,
+    /// ENCODED, RGB, PIXELS, VISUAL_TOKENS
+    pub data: *const c_void,
+    /// Bytes (ENCODED, RGB) or floats (PIXELS, VISUAL_TOKENS).
+    pub size: usize,
+    pub width: u32,
+    pub height: u32,
+    pub channels: u32,
+}
+
+impl flamingo_media {
+    /// All zero (NULL pointers), with `struct_size` set to `size_of::<Self>()`.
+    pub fn new(kind: flamingo_media_kind) -> Self {
+        flamingo_media {
+            struct_size: core::mem::size_of::<Self>() as u32,
+            kind,
+            path: core::ptr::null(),
+            data: core::ptr::null(),
+            size: 0,
+            width: 0,
+            height: 0,
+            channels: 0,
+        }
+    }
+}
+
 impl flamingo_device_info {
     /// All zero, with `struct_size` set to `size_of::<Self>()`.
     pub fn new() -> Self {
@@ -289,5 +341,61 @@ unsafe extern "C" {
         capacity: usize,
         out_count: *mut usize,
         out_reason: *mut flamingo_stop_reason,
+    ) -> flamingo_status;
+    pub fn flamingo_batch_generate(
+        sessions: *const *mut flamingo_session,
+        n_sessions: usize,
+        params: *const flamingo_generate_params,
+        out_tokens: *mut i32,
+        capacity: usize,
+        out_counts: *mut usize,
+        out_reasons: *mut flamingo_stop_reason,
+    ) -> flamingo_status;
+
+    pub fn flamingo_tokenize(
+        model: *const flamingo_model,
+        text: *const c_char,
+        text_len: usize,
+        flags: u32,
+        out_tokens: *mut i32,
+        capacity: usize,
+        out_count: *mut usize,
+    ) -> flamingo_status;
+    pub fn flamingo_detokenize(
+        model: *const flamingo_model,
+        tokens: *const i32,
+        n_tokens: usize,
+        flags: u32,
+        out_text: *mut c_char,
+        capacity: usize,
+        out_len: *mut usize,
+    ) -> flamingo_status;
+    pub fn flamingo_detokenizer_init(
+        model: *const flamingo_model,
+        flags: u32,
+        out_detokenizer: *mut *mut flamingo_detokenizer,
+    ) -> flamingo_status;
+    pub fn flamingo_detokenizer_free(detokenizer: *mut flamingo_detokenizer);
+    pub fn flamingo_detokenizer_push(
+        detokenizer: *mut flamingo_detokenizer,
+        token: i32,
+        out_text: *mut c_char,
+        capacity: usize,
+        out_len: *mut usize,
+    ) -> flamingo_status;
+
+    pub fn flamingo_session_set_prompt(
+        session: *mut flamingo_session,
+        prompt: *const c_char,
+        media: *const flamingo_media,
+        n_media: usize,
+        logits: *mut f32,
+        logits_count: usize,
+    ) -> flamingo_status;
+    pub fn flamingo_model_preprocess_image(
+        model: *const flamingo_model,
+        image: *const flamingo_media,
+        out_pixels: *mut f32,
+        out_count: usize,
     ) -> flamingo_status;
 }

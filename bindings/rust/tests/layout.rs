@@ -16,6 +16,9 @@
 //! flamingo_generate_params: 14 4-byte fields (uint32_t or float) at 0..56,
 //!   seed (uint64_t) at 56 (8-aligned), callback (a function pointer) at 64,
 //!   callback_user_data at 72, end 80 (align 8).
+//! flamingo_media: struct_size and kind at 0 and 4, path at 8, data at 16,
+//!   size (size_t) at 24, width, height, channels at 32, 36, 40, end 44,
+//!   padded to 48 (align 8).
 
 use flamingo::sys::*;
 use std::mem::{align_of, offset_of, size_of};
@@ -110,4 +113,33 @@ fn enums_are_c_int() {
     assert_eq!(size_of::<flamingo_status>(), 4);
     assert_eq!(size_of::<flamingo_backend>(), 4);
     assert_eq!(size_of::<flamingo_log_callback>(), size_of::<usize>());
+}
+
+#[test]
+fn media() {
+    assert_eq!(size_of::<flamingo_media>(), 48);
+    assert_eq!(align_of::<flamingo_media>(), 8);
+    assert_eq!(offset_of!(flamingo_media, struct_size), 0);
+    assert_eq!(offset_of!(flamingo_media, kind), 4);
+    assert_eq!(offset_of!(flamingo_media, path), 8);
+    assert_eq!(offset_of!(flamingo_media, data), 16);
+    assert_eq!(offset_of!(flamingo_media, size), 24);
+    assert_eq!(offset_of!(flamingo_media, width), 32);
+    assert_eq!(offset_of!(flamingo_media, height), 36);
+    assert_eq!(offset_of!(flamingo_media, channels), 40);
+    assert_eq!(size_of::<flamingo_media_kind>(), 4);
+    let m = flamingo_media::new(FLAMINGO_MEDIA_RGB);
+    assert_eq!((m.struct_size, m.kind), (48, 2));
+    assert!(m.path.is_null() && m.data.is_null());
+    assert_eq!(
+        [
+            FLAMINGO_MEDIA_FILE,
+            FLAMINGO_MEDIA_ENCODED,
+            FLAMINGO_MEDIA_RGB,
+            FLAMINGO_MEDIA_PIXELS,
+            FLAMINGO_MEDIA_VISUAL_TOKENS
+        ],
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!((FLAMINGO_TOKENIZE_ADD_SPECIAL, FLAMINGO_DETOKENIZE_SKIP_SPECIAL), (1, 1));
 }

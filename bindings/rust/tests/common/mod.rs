@@ -52,3 +52,53 @@ pub fn garbage_model_dir(tag: &str) -> PathBuf {
     std::fs::write(d.join("model.safetensors"), "garbage").unwrap();
     d
 }
+
+/// Tests/Fixtures/images (beside the fixture models).
+pub fn images_dir() -> PathBuf {
+    fixtures_dir().join("images")
+}
+
+/// An image of Tests/Fixtures/images; panics when it is missing.
+pub fn image(name: &str) -> PathBuf {
+    let p = images_dir().join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// A fixture's reference.json.
+pub fn reference_json(fixture_dir: &std::path::Path) -> safetensors::Json {
+    let raw = std::fs::read(fixture_dir.join("reference.json")).unwrap();
+    safetensors::parse_json(&raw).unwrap()
+}
+
+/// `json[key1][key2]...` (panics when missing).
+pub fn at<'a>(json: &'a safetensors::Json, path: &[&str]) -> &'a safetensors::Json {
+    let mut v = json;
+    for k in path {
+        match v {
+            safetensors::Json::Obj(m) => v = m.get(*k).unwrap_or_else(|| panic!("no {k} in reference.json")),
+            _ => panic!("{k}: not an object"),
+        }
+    }
+    v
+}
+
+pub fn json_str(v: &safetensors::Json) -> &str {
+    match v {
+        safetensors::Json::Str(s) => s,
+        _ => panic!("not a string: {v:?}"),
+    }
+}
+
+pub fn json_ids(v: &safetensors::Json) -> Vec<i32> {
+    match v {
+        safetensors::Json::Arr(a) => a
+            .iter()
+            .map(|x| match x {
+                safetensors::Json::Num(n) => *n as i32,
+                _ => panic!("not a number"),
+            })
+            .collect(),
+        _ => panic!("not an array: {v:?}"),
+    }
+}

@@ -107,8 +107,19 @@ impl Parser<'_> {
                                 b'u' => {
                                     let hex = std::str::from_utf8(self.s.get(self.i..self.i + 4).ok_or("bad \\u")?)
                                         .map_err(|e| e.to_string())?;
-                                    let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                                    let mut code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
                                     self.i += 4;
+                                    // A surrogate pair: "\ud83d\ude00".
+                                    if (0xD800..0xDC00).contains(&code) && self.s[self.i..].starts_with(b"\\u") {
+                                        let low =
+                                            std::str::from_utf8(self.s.get(self.i + 2..self.i + 6).unwrap_or(b""))
+                                                .ok()
+                                                .and_then(|h| u32::from_str_radix(h, 16).ok());
+                                        if let Some(low @ 0xDC00..0xE000) = low {
+                                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                                            self.i += 6;
+                                        }
+                                    }
                                     out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                                 }
                                 other => out.push(other as char),
@@ -167,6 +178,7 @@ pub struct Tensor {
     pub shape: Vec<usize>,
     pub f32: Vec<f32>,
     pub i64: Vec<i64>,
+    pub u8: Vec<u8>,
 }
 
 pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, String> {
@@ -195,14 +207,15 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, String> {
         let (begin, end) = (num(&off[0])?, num(&off[1])?);
         let bytes = data.get(begin..end).ok_or(format!("{name}: data past the end"))?;
         let count: usize = shape.iter().product();
-        let mut t = Tensor { dtype: dtype.clone(), shape, f32: Vec::new(), i64: Vec::new() };
+        let mut t = Tensor { dtype: dtype.clone(), shape, f32: Vec::new(), i64: Vec::new(), u8: Vec::new() };
         match dtype.as_str() {
             "F32" => t.f32 = bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
             "I64" => t.i64 = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
             "I32" => t.i64 = bytes.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+            "U8" => t.u8 = bytes.to_vec(),
             _ => continue,
         }
-        if t.f32.len().max(t.i64.len()) != count {
+        if t.f32.len().max(t.i64.len()).max(t.u8.len()) != count {
             return Err(format!("{name}: {} bytes for shape {:?}", bytes.len(), t.shape));
         }
         out.insert(name, t);
