@@ -439,8 +439,9 @@ flamingo_status flamingo_detokenize(const flamingo_model *model, const int32_t *
                                     uint32_t flags, char *out_text, size_t capacity, size_t *out_len);
 
 /* Incremental decoding for streaming: push tokens one at a time and receive
- * only newly completed text, never half a UTF-8 character, and the same text
- * a full decode gives. One detokenizer per stream; not thread-safe. */
+ * only newly completed text, never half a UTF-8 character; with a final
+ * flamingo_detokenizer_flush the pieces join to exactly the full decode. One
+ * detokenizer per stream; not thread-safe. */
 typedef struct flamingo_detokenizer flamingo_detokenizer;
 
 /* Creates a detokenizer for `model` (flags: FLAMINGO_DETOKENIZE_*). It keeps
@@ -460,6 +461,14 @@ void flamingo_detokenizer_free(flamingo_detokenizer *detokenizer);
  * BUFFER_TOO_SMALL. */
 flamingo_status flamingo_detokenizer_push(flamingo_detokenizer *detokenizer, int32_t token, char *out_text,
                                           size_t capacity, size_t *out_len);
+
+/* Ends the stream: writes the text still held back (byte tokens whose
+ * character was never completed, as U+FFFD like a full decode) and resets
+ * the detokenizer for a new stream. The pieces of every push plus the flush
+ * equal flamingo_detokenize of all pushed tokens. Same buffer rule and errors
+ * as flamingo_detokenizer_push (on BUFFER_TOO_SMALL nothing is consumed). */
+flamingo_status flamingo_detokenizer_flush(flamingo_detokenizer *detokenizer, char *out_text, size_t capacity,
+                                           size_t *out_len);
 
 /* ------------------------------------------------------------------------ */
 /* Media and interleaved prompts                                            */

@@ -70,7 +70,8 @@ public func capiDetokenize(_ model: OpaquePointer?, _ tokens: UnsafePointer<Int3
 /// What a flamingo_detokenizer* points to.
 final class DetokenizerHandle {
     let decoder: StreamDecoder
-    /// Text completed by a token whose push failed for lack of room.
+    /// Text completed by a token whose push failed for lack of room (token
+    /// -1: a refused flush).
     var pending: (token: Int, text: String)?
     init(_ d: StreamDecoder) { decoder = d }
 }
@@ -107,6 +108,26 @@ public func capiDetokenizerPush(_ d: OpaquePointer?, _ token: Int32, _ out: Unsa
         let n = text.utf8.count
         guard capacity > n else {
             h.pending = (Int(token), text)
+            throw FlamingoError.bufferTooSmall("the text needs \(n + 1) bytes, out_text has \(capacity)")
+        }
+        h.pending = nil
+        writeText(text, out, capacity)
+        outLen.pointee = n
+    }
+}
+
+@c(flamingo_detokenizer_flush)
+public func capiDetokenizerFlush(_ d: OpaquePointer?, _ out: UnsafeMutablePointer<CChar>?, _ capacity: Int,
+                                 _ outLen: UnsafeMutablePointer<Int>?) -> Int32 {
+    capi("flamingo_detokenizer_flush") {
+        let h = try detokenizers.get(d)
+        guard let out, let outLen else { throw FlamingoError.invalidArgument("out_text or out_len is NULL") }
+        // A flush refused for lack of room already drained the decoder: replay it.
+        let text: String
+        if let p = h.pending, p.token == -1 { text = p.text } else { text = try h.decoder.flush() }
+        let n = text.utf8.count
+        guard capacity > n else {
+            h.pending = (-1, text)
             throw FlamingoError.bufferTooSmall("the text needs \(n + 1) bytes, out_text has \(capacity)")
         }
         h.pending = nil

@@ -49,4 +49,27 @@ final class PromptTests: XCTestCase {
         XCTAssertThrowsError(try seq.setPrompt("<image>A cat", media: [.raw([1, 2, 3], width: 2, height: 2, channels: 3)]))
         XCTAssertEqual(seq.length, 0, "failed prompts leave the session empty")
     }
+
+    /// Streaming pieces plus the final flush equal the full decode, also
+    /// across runs of byte-fallback tokens that are not valid UTF-8.
+    func testStreamingDecodeEqualsFullDecode() throws {
+        for name in FixtureTests.models {
+            let f = try ReferenceTests.Fixture(name)
+            let tokenizer = try XCTUnwrap(try Flamingo(f.model).tokenizer)
+            for key in ["greedy32.ids", "input.input_ids"] {
+                let ids = try f.ids(key)
+                let stream = tokenizer.makeStreamDecoder()
+                var text = ""
+                for id in ids { text += try stream.push(id) }
+                text += try stream.flush()
+                XCTAssertEqual(text, try tokenizer.decode(ids), "\(name) \(key)")
+            }
+        }
+        let llama = try XCTUnwrap(try Flamingo(try Model(directory: fixturesDir + "/llama_tiny")).tokenizer)
+        let ids = [92, 408, 53, 165, 134, 100, 308, 220, 419]
+        let stream = llama.makeStreamDecoder()
+        var pieces = ids.map { (try? stream.push($0)) ?? "?" }
+        pieces.append(try stream.flush())
+        XCTAssertEqual(pieces.joined(), try llama.decode(ids))
+    }
 }

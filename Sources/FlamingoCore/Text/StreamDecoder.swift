@@ -17,6 +17,7 @@ public final class StreamDecoder {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
     private var ids: [Int] = []
+    private var held: [Int] = []
     private var prefix: [UInt8] = []
     private var prefixIndex = 0
 
@@ -26,23 +27,53 @@ public final class StreamDecoder {
     }
 
     /// Feeds one id; returns the newly completed text ("" when there is none yet).
+    ///
+    /// A run of byte-fallback tokens ("<0xNN>") is held back until a token
+    /// that is not one arrives (or `flush`): the decoder turns a whole run
+    /// into U+FFFD per byte when the run is not valid UTF-8, so a byte that
+    /// looks complete on its own ("2") may still become U+FFFD.
     public func push(_ id: Int) throws -> String {
         guard id >= 0 && id < tokenizer.vocabSize else {
             throw FlamingoError.invalidArgument("token id \(id) is outside the vocabulary (0..<\(tokenizer.vocabSize))")
         }
-        guard let chunk = try step(id) else { return "" }
-        return makeString(chunk)
+        if isByteToken(id) {
+            held.append(id)
+            return ""
+        }
+        held.append(id)
+        defer { held.removeAll() }
+        return try step(held).map(makeString) ?? ""
+    }
+
+    /// The text still held back at the end of a stream: pending byte tokens,
+    /// and an unfinished character as the full decode shows it (U+FFFD).
+    /// The stream then starts afresh.
+    public func flush() throws -> String {
+        var out: [UInt8] = []
+        if !held.isEmpty, let chunk = try step(held) { out += chunk }
+        held.removeAll()
+        let all = try decode(ids[...])
+        if all.count > prefix.count && all.starts(with: prefix) { out += all[prefix.count...] }
+        reset()
+        return makeString(out)
+    }
+
+    private func isByteToken(_ id: Int) -> Bool {
+        guard let t = tokenizer.token(of: id) else { return false }
+        let u = Array(t.utf8)
+        return u.count == 6 && u[0] == 0x3C && u[1] == 0x30 && u[2] == 0x78 && u[5] == 0x3E
     }
 
     /// Forgets everything pushed so far.
     public func reset() {
+        held.removeAll()
         ids.removeAll()
         prefix.removeAll()
         prefixIndex = 0
     }
 
-    /// HF step_decode_stream; nil where HF returns None.
-    func step(_ id: Int) throws -> [UInt8]? {
+    /// HF step_decode_stream for one or more new ids; nil where HF returns None.
+    func step(_ newIds: [Int]) throws -> [UInt8]? {
         if prefix.isEmpty && !ids.isEmpty {
             let p = try decode(ids[...])
             if !endsWithReplacement(p) {
@@ -50,7 +81,7 @@ public final class StreamDecoder {
                 prefixIndex = ids.count
             }
         }
-        ids.append(id)
+        ids += newIds
         let string = try decode(ids[...])
         guard string.count > prefix.count && !endsWithReplacement(string) else { return nil }
         let newText: [UInt8]
