@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
-header = (root / "include" / "flamingo.h").read_text()
+header = re.sub(r"/\*.*?\*/", "", (root / "include" / "flamingo.h").read_text(), flags=re.S)
 doc = (root / "docs" / "api.md").read_text()
-declared = set(re.findall(r"\b(flamingo_[a-z_]+)\s*\(", re.sub(r"/\*.*?\*/", "", header, flags=re.S)))
+declared = set(re.findall(r"\b(flamingo_[a-z_]+)\s*\(", header))
 declared -= {"flamingo_log_callback", "flamingo_token_callback"}  # typedef'd function pointers
-named = set(re.findall(r"`(flamingo_[a-z_]+)`", doc))
+types = set(re.findall(r"\b(flamingo_[a-z_]+)\s*;", header)) | set(re.findall(r"typedef\s+struct\s+(flamingo_[a-z_]+)", header))
+named = set(re.findall(r"`(flamingo_[a-z_]+)`", doc)) - types
 missing, unknown = sorted(declared - named), sorted(named - declared)
 if missing or unknown:
     print(f"docs/api.md: missing {missing}, not in the header {unknown}")

@@ -50,6 +50,7 @@ rust_crate() {
 suite "swift test" swift test --disable-swift-testing
 suite "cmake build + install" tools/build.sh
 suite "exports and dependencies" exports_only_c_abi
+suite "docs/api.md matches the header" python3 tools/check_api_doc.py
 suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "$lib" "${fixtures[@]}"
 suite "C example (pkg-config)" c_example_pkg_config
 suite "flamingo CLI" Tests/cli/run.sh "$prefix/bin/flamingo"
