@@ -49,12 +49,13 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+import queue
 import struct
 import sys
 import threading
 from array import array
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
+from typing import Iterator, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from . import _lib
 from ._lib import LibraryError
@@ -777,12 +778,13 @@ class Model:
         with self.detokenizer(skip_special) as detok:
             pieces: List[str] = []
 
-            def on_token(token: int) -> None:
+            def on_token(token: int) -> Any:
                 piece = detok.push(token)
                 if piece:
                     pieces.append(piece)
                     if stream is not None:
-                        stream(piece)
+                        return stream(piece)  # a true value stops generation
+                return None
 
             self._generate(prompt, images, max_new_tokens, num_beams, length_penalty, on_token, options)
             tail = detok.finish()
@@ -791,6 +793,49 @@ class Model:
                 if stream is not None:
                     stream(tail)
         return "".join(pieces)
+
+    def stream(
+        self,
+        prompt: Union[str, bytes],
+        images: Any = (),
+        max_new_tokens: int = 20,
+        **options: Any,
+    ) -> Iterator[str]:
+        """Iterates over the generated text as it is produced (greedy by
+        default, since beam search only knows its tokens at the end). Takes
+        the options of :meth:`generate`. Generation runs on a worker thread;
+        leaving the loop early (break, close) stops it after the current
+        token."""
+        options.setdefault("num_beams", 1)
+        pieces: "queue.Queue[Any]" = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def on_piece(piece: str) -> Any:
+            pieces.put(piece)
+            return stop.is_set()
+
+        def work() -> None:
+            try:
+                self.generate(prompt, images, max_new_tokens, stream=on_piece, **options)
+            except BaseException as e:  # handed to the consumer
+                pieces.put(e)
+            finally:
+                pieces.put(done)
+
+        worker = threading.Thread(target=work, name="flamingo-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = pieces.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
 
     def _generate(self, prompt, images, max_new_tokens, num_beams, length_penalty, callback, options):
         with self.session() as s:
