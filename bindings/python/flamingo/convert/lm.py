@@ -6,7 +6,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from . import safetensors_io, torchpickle
 from .errors import ConversionError, listing

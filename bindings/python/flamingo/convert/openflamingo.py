@@ -17,9 +17,7 @@ Procedure (spec/50 §5, open_flamingo 2.0.1 factory.py + README loading snippet)
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -207,7 +205,6 @@ def _checkpoint_tensors(opts: Options, lm: lm_mod.LanguageModel, V: int, resampl
     # ---- embeddings and output head
     emb_name = "lang_encoder." + lm_mod.EMBEDDING[fam]
     emb = other.pop(emb_name, None)
-    head_out = None
     if emb is None:
         problems.append(f"missing {emb_name} (the resized input embedding)")
     elif len(emb.shape) != 2 or emb.shape[1] != D:
@@ -237,8 +234,7 @@ def _checkpoint_tensors(opts: Options, lm: lm_mod.LanguageModel, V: int, resampl
                 out[head_name] = head
         elif fam == "llama":
             hf = lm.tensors["lm_head.weight"]
-            head_out = _grow_rows(hf, V, opts.new_rows)
-            out[head_name] = head_out
+            out[head_name] = _grow_rows(hf, V, opts.new_rows)
             if V > hf.shape[0]:
                 unknowable.append(
                     f"lang_encoder.lm_head.weight rows {hf.shape[0]}..{V - 1} (the output rows of the tokens OpenFlamingo "
@@ -301,6 +297,10 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
     notes: List[str] = []
     if opts.cross_attn_every_n_layers < 1:
         raise ConversionError("--cross-attn-every-n-layers must be >= 1")
+    if opts.media_semantics not in ("current", "v1"):
+        raise ConversionError(f"--media-semantics must be current or v1 (got {opts.media_semantics})")
+    if opts.new_rows not in ("zeros", "mean"):
+        raise ConversionError(f"--new-rows must be zeros or mean (got {opts.new_rows})")
     if opts.dtype is not None and opts.dtype not in STORABLE:
         raise ConversionError(f"--dtype must be one of f32, f16, bf16 (got {opts.dtype})")
     out_dir = Path(opts.out)

@@ -58,9 +58,9 @@ RELEASES: List[Dict] = [
         "extra_flags": [],
         "optional_flags": ["--media-semantics v1   (reproduce the OpenFlamingo 0.1.x code's cross-attention masking; "
                            "the default 'current' is what open_flamingo >= 2.0 does with this checkpoint)"],
-        "remarks": "the output rows of the 3 added tokens are not in checkpoint.pt (written as zeros, see "
-                   "docs/converting.md); a LLaMA directory with only tokenizer.model needs transformers + sentencepiece "
-                   "+ protobuf for the tokenizer conversion, or --tokenizer",
+        "remarks": "the output rows of the 3 added tokens are not in checkpoint.pt (written as zeros, --new-rows; "
+                   "see docs/converting.md); a directory with only a SentencePiece tokenizer.model is converted "
+                   "like transformers' 2023 fast LlamaTokenizer (legacy)",
     },
 ]
 

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from .errors import ConversionError, CorruptFileError
-from .tensors import ITEMSIZE, NUMPY, Tensor
+from .tensors import ITEMSIZE, NUMPY, Tensor, contiguous
 
 MAX_HEADER = 100 * 1024 * 1024
 
@@ -134,7 +134,7 @@ def write(path: Path, tensors: Iterable[Tuple[str, Tensor]], metadata: Optional[
             want = NUMPY[t.dtype]
             if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and np.little_endian is False):
                 a = a.astype(want)
-            a = np.ascontiguousarray(a)
+            a = contiguous(a)
             if a.nbytes != t.nbytes:
                 raise ConversionError(f"{t.origin}: {a.nbytes} bytes of data for {t.dtype}{list(t.shape)}")
             f.write(memoryview(a.reshape(-1)).cast("B"))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 from .errors import ConversionError, CorruptFileError
 

@@ -30,6 +30,11 @@ STORABLE = ("F32", "F16", "BF16")
 ITEMSIZE = {k: v.itemsize for k, v in NUMPY.items()}
 
 
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 class Tensor:
     """dtype (safetensors name), shape, and a function returning the data as a
     C-contiguous numpy array of NUMPY[dtype] with that shape (native byte order).
@@ -54,7 +59,7 @@ class Tensor:
                     break
             else:
                 raise ConversionError(f"{origin}: unsupported numpy dtype {arr.dtype}")
-        a = np.ascontiguousarray(arr)
+        a = contiguous(arr)
         return cls(dtype, a.shape, lambda: a, origin)
 
     @property
@@ -82,7 +87,7 @@ class Tensor:
                 raise ConversionError(f"{self.origin}: data has dtype {a.dtype}, expected {want}")
         if tuple(a.shape) != self.shape:
             raise ConversionError(f"{self.origin}: data has shape {tuple(a.shape)}, expected {self.shape}")
-        return np.ascontiguousarray(a)
+        return contiguous(a)
 
     def float32(self) -> np.ndarray:
         return to_float32(self.numpy(), self.dtype)
@@ -101,7 +106,7 @@ def to_float32(a: np.ndarray, dtype: str) -> np.ndarray:
 
 def float32_to_bf16(a: np.ndarray) -> np.ndarray:
     """Round to nearest even (torch's float -> bfloat16); NaN stays a quiet NaN."""
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    a = contiguous(np.asarray(a, dtype=np.float32))
     bits = a.view(np.uint32).astype(np.uint64)
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
     nan = np.isnan(a)

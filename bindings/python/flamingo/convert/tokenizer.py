@@ -10,6 +10,12 @@ which, for a `tokenizers`-backed tokenizer, appends AddedToken(content, special=
 normalized=False, lstrip=False, rstrip=False, single_word=False) entries with ids chosen
 by the `tokenizers` AddedVocabulary rule (reproduced in `add_tokens`), and
 len(tokenizer) = model vocabulary + added tokens not in it.
+
+Which special tokens the LM's tokenizer has (pad in particular) is read from the
+directory's files only (tokenizer_config.json, then special_tokens_map.json, then the
+tokenizer.json padding section), as the 2023 fast tokenizers did: transformers 5's
+GPTNeoXTokenizer class now defaults pad_token to <|padding|>, which the released
+checkpoints (50280 rows = 50277 + 3) were not built with.
 """
 
 from __future__ import annotations

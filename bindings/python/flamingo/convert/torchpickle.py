@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import io
 import mmap
-import os
 import pickle
 import struct
 import zipfile
@@ -28,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import ConversionError, CorruptFileError, UnsafeFileError
-from .tensors import ITEMSIZE, NUMPY, Tensor
+from .tensors import ITEMSIZE, NUMPY, Tensor, contiguous
 
 STORAGE_DTYPES = {
     "FloatStorage": "F32",
@@ -130,6 +129,7 @@ class _Unpickler(pickle.Unpickler):
             raise UnsafeFileError(f"{self.archive.path}: persistent id with storage type {stype!r}")
         if not isinstance(numel, int) or numel < 0:
             raise CorruptFileError(f"{self.archive.path}: storage {key!r} has invalid size {numel!r}")
+        self.archive.check_storage(str(key), stype.dtype, numel)
         return _Storage(self.archive, str(key), stype.dtype, numel)
 
     def _rebuild_tensor(self, storage, storage_offset, size, stride, *rest):
@@ -164,7 +164,7 @@ class _Unpickler(pickle.Unpickler):
                 return base[offset:offset + numel].reshape(size)
             item = base.dtype.itemsize
             view = np.lib.stride_tricks.as_strided(base[offset:], shape=size, strides=tuple(st * item for st in stride))
-            return np.ascontiguousarray(view)
+            return contiguous(view)
 
         return Tensor(storage.dtype, size, load, f"{self.archive.path}: storage {storage.key}")
 
@@ -215,6 +215,16 @@ class _Archive:
             self._fh = open(self.path, "rb")
             self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
         return self._mm
+
+    def check_storage(self, key: str, dtype: str, numel: int):
+        name = f"{self.root}data/{key}"
+        try:
+            info = self.zf.getinfo(name)
+        except KeyError:
+            raise CorruptFileError(f"{self.path}: storage {key} (entry {name}) is missing") from None
+        if info.file_size < numel * ITEMSIZE[dtype]:
+            raise CorruptFileError(
+                f"{self.path}: storage {key} has {info.file_size} bytes, needs {numel * ITEMSIZE[dtype]} for {numel} x {dtype}")
 
     def storage_array(self, key: str, dtype: str, numel: int) -> np.ndarray:
         name = f"{self.root}data/{key}"
