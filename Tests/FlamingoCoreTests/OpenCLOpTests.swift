@@ -192,6 +192,19 @@ final class OpenCLOpTests: XCTestCase {
         }
     }
 
+    /// FLAMINGO_DEVICE overrides the spec given to select().
+    func testDeviceEnvironmentOverride() throws {
+        let rt = try runtime()
+        let saved = getenv("FLAMINGO_DEVICE").map { String(cString: $0) }
+        defer { if let saved { setenv("FLAMINGO_DEVICE", saved, 1) } else { unsetenv("FLAMINGO_DEVICE") } }
+        setenv("FLAMINGO_DEVICE", "\(rt.device.index)", 1)
+        XCTAssertEqual(try OpenCLDevice.select("no such device").index, rt.device.index)
+        setenv("FLAMINGO_DEVICE", "0", 1)
+        XCTAssertThrowsError(try OpenCLDevice.select()) { XCTAssertTrue("\($0)".contains("CPU backend"), "\($0)") }
+        unsetenv("FLAMINGO_DEVICE")
+        XCTAssertEqual(try OpenCLDevice.select(String(rt.device.info.name.prefix(6))).info.name, rt.device.info.name)
+    }
+
     /// Cold build, cached load, and both kinds of corrupt cache file
     /// (bad header/checksum; valid header around bytes the driver rejects).
     func testProgramCache() throws {
@@ -522,15 +535,18 @@ final class OpenCLOpTests: XCTestCase {
                 let want = cpuAttention(q: q, ldq: ldq, kv: k + v, ldkv: kvw, vOffset: nk * kvw, nq: nq, nk: nk, heads: heads,
                                         kvHeads: kvHeads, hd: hd, scale: 1 / Float(hd).squareRoot(), slopes: slopes,
                                         queryPos: { start + $0 }, valid: valid, select: { .range(0..<(start + $0 + 1)) })
-                let out = try guarded(rt, nq * heads * hd)
-                try rt.attention(q: CLView(try rt.buffer(q), stride: ldq), k: CLView(try rt.buffer(k), stride: kvw),
-                                 v: CLView(try rt.buffer(v), stride: kvw), out: out.view(stride: heads * hd),
-                                 queries: nq, keys: nk, heads: heads, kvHeads: kvHeads, headDim: hd,
-                                 scale: 1 / Float(hd).squareRoot(), alibiSlopes: try slopes.map { CLView(try rt.buffer($0)) },
-                                 keyValid: try valid.map { CLView(try rt.buffer($0.map { UInt8($0 ? 1 : 0) })) },
-                                 mask: .causal(start: start))
-                check(try values(rt, out, "attention"), want, max: Self.matmul,
-                      "causal attention nq=\(nq) start=\(start) heads=\(heads)/\(kvHeads) hd=\(hd) alibi=\(alibi) padded=\(padded)")
+                let qb = try rt.buffer(q), kb = try rt.buffer(k), vb = try rt.buffer(v)
+                let slopeView = try slopes.map { CLView(try rt.buffer($0)) }
+                let validView = try valid.map { CLView(try rt.buffer($0.map { UInt8($0 ? 1 : 0) })) }
+                for kernel in [OpenCLRuntime.AttentionKernel.rowwise, .tiled] where kernel == .rowwise || hd <= 128 {
+                    let out = try guarded(rt, nq * heads * hd)
+                    try rt.attention(q: CLView(qb, stride: ldq), k: CLView(kb, stride: kvw), v: CLView(vb, stride: kvw),
+                                     out: out.view(stride: heads * hd), queries: nq, keys: nk, heads: heads, kvHeads: kvHeads,
+                                     headDim: hd, scale: 1 / Float(hd).squareRoot(), alibiSlopes: slopeView, keyValid: validView,
+                                     mask: .causal(start: start), kernel: kernel)
+                    check(try values(rt, out, "attention"), want, max: Self.matmul,
+                          "causal attention \(kernel) nq=\(nq) start=\(start) heads=\(heads)/\(kvHeads) hd=\(hd) alibi=\(alibi) padded=\(padded)")
+                }
             }
         }
     }
@@ -550,9 +566,9 @@ final class OpenCLOpTests: XCTestCase {
             let want = cpuAttention(q: q, ldq: inner, kv: kv, ldkv: 2 * inner, vOffset: inner, nq: nq, nk: nk, heads: heads,
                                     kvHeads: heads, hd: hd, scale: 1 / Float(hd).squareRoot(), slopes: nil,
                                     queryPos: { $0 }, valid: nil, select: select)
-            let kvb = try rt.buffer(kv)
+            let kvb = try rt.buffer(kv), qb = try rt.buffer(q)
             let out = try guarded(rt, nq * inner)
-            try rt.crossAttention(q: CLView(try rt.buffer(q), stride: inner), k: CLView(kvb, stride: 2 * inner),
+            try rt.crossAttention(q: CLView(qb, stride: inner), k: CLView(kvb, stride: 2 * inner),
                                   v: CLView(kvb, offset: inner, stride: 2 * inner), out: out.view(stride: inner),
                                   queries: nq, keys: nk, heads: heads, headDim: hd, scale: 1 / Float(hd).squareRoot(),
                                   select: (0..<nq).map(select))
@@ -560,6 +576,16 @@ final class OpenCLOpTests: XCTestCase {
             check(got, want, max: Self.matmul, "cross attention media=\(media) latents=\(latents) heads=\(heads) hd=\(hd)")
             for i in 0..<nq where times[i] == 0 {
                 XCTAssertEqual(Array(got[(i * inner)..<((i + 1) * inner)]), [Float](repeating: 0, count: inner), "row before any image is zero")
+            }
+            // The other kernel on the same selections (device-side, reusable across layers).
+            let sel = try rt.buffer(OpenCLRuntime.encodeSelections((0..<nq).map(select)))
+            for kernel in [OpenCLRuntime.AttentionKernel.rowwise, .tiled] where kernel == .rowwise || hd <= 128 {
+                let out2 = try guarded(rt, nq * inner)
+                try rt.attention(q: CLView(qb, stride: inner), k: CLView(kvb, stride: 2 * inner),
+                                 v: CLView(kvb, offset: inner, stride: 2 * inner), out: out2.view(stride: inner),
+                                 queries: nq, keys: nk, heads: heads, kvHeads: heads, headDim: hd,
+                                 scale: 1 / Float(hd).squareRoot(), mask: .selections(CLView(sel), positionBase: 0), kernel: kernel)
+                check(try values(rt, out2, "attention selections"), want, max: Self.matmul, "cross attention \(kernel) media=\(media)")
             }
         }
     }
@@ -621,15 +647,19 @@ final class OpenCLOpTests: XCTestCase {
         print("OpenCL op perf on \(rt.device.info.name) (\(rt.device.info.platformName), driver \(rt.device.info.driverVersion))")
         func time(_ name: String, bytes: Double = 0, flops: Double = 0, _ body: () throws -> Void) throws {
             try body(); try rt.finish()                              // warm-up (and kernel JIT)
-            var runs = 0
-            let t0 = now()
-            while runs < 200 && (runs < 3 || now() - t0 < 0.5) { try body(); runs += 1 }
+            var t0 = now()
+            try body(); try rt.finish()
+            // As many runs as fit ~0.3 s, enqueued back to back as in a forward pass.
+            let runs = max(1, min(200, Int(0.3 / max(now() - t0, 1e-6))))
+            t0 = now()
+            for _ in 0..<runs { try body() }
             try rt.finish()
             let us = (now() - t0) / Double(runs) * 1e6
             var line = "  \(name): \(String(format1: us)) µs/run"
             if bytes > 0 { line += ", \(String(format1: bytes / us / 1e3)) GB/s" }
             if flops > 0 { line += ", \(String(format1: flops / us / 1e3)) GFLOP/s" }
             print(line)
+            fflush(stdout)
         }
         // Big weights tile one random block (values do not matter here, and
         // generating 100M random numbers in a debug build takes minutes).
@@ -644,11 +674,6 @@ final class OpenCLOpTests: XCTestCase {
             for m in [1, 4] {
                 try time("gemv \(type) \(m)×\(d) → \(ff)", bytes: Double(ff * d * type.byteSize + m * (d + ff) * 4),
                          flops: 2 * Double(m * ff * d)) {
-                    try rt.linear(CLView(x), rows: m, w, into: CLView(y))
-                }
-            }
-            for m in [64, 512] {
-                try time("gemm \(type) \(m)×\(d) → \(ff)", flops: 2 * Double(m * ff * d)) {
                     try rt.linear(CLView(x), rows: m, w, into: CLView(y))
                 }
             }
@@ -686,6 +711,16 @@ final class OpenCLOpTests: XCTestCase {
             try time("prefill attention \(rows) rows, \(heads)×\(hd), \(nk) keys", flops: 4 * Double(rows * nk * heads * hd)) {
                 try rt.attention(q: CLView(q), k: CLView(k), v: CLView(v), out: CLView(o), queries: rows, keys: nk, heads: heads,
                                  kvHeads: heads, headDim: hd, scale: 0.125, mask: .causal(start: nk - rows))
+            }
+        }
+        // Prefill / vision shapes last: slowest on a CPU device.
+        for type in [CLWeightType.f32, .f16] {
+            let w = try deviceWeight(rt, big(ff * d, type), type, rows: ff, cols: d)
+            let x = try rt.buffer(big(512 * d, .f32).floats), y = try rt.buffer(floats: 512 * ff)
+            for m in [64, 512] {
+                try time("gemm \(type) \(m)×\(d) → \(ff)", flops: 2 * Double(m * ff * d)) {
+                    try rt.linear(CLView(x), rows: m, w, into: CLView(y))
+                }
             }
         }
     }

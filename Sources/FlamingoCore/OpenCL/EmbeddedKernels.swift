@@ -151,6 +151,163 @@ void attention(const __global float *q, ulong qoff, int ldq,
     }
 }
 
+/* ---- Query-tiled attention (head_dim ≤ 128): prefill, vision, resampler ----
+ * The kernel above reads every key and value row once per query row. Here
+ * a work-group takes TQ = 16 query rows of one head and walks the union of
+ * their key ranges in blocks of TKB = 32 keys: the key block goes through
+ * local memory once for all 16 rows (scores: each work-item 8 rows × 1 key),
+ * and each value row is read once for all 16 rows (output: each work-item
+ * owns channels lid and lid + 64 of every row). Masking, ALiBi, the online
+ * softmax and the fallbacks are those of `attention`; rows past nq are
+ * computed as empty and not stored. */
+#define TQ 16
+#define TKB 32
+#define TILED_MAX_HD 128
+
+__kernel __attribute__((reqd_work_group_size(ATT_WG, 1, 1)))
+void attention_tiled(const __global float *q, ulong qoff, int ldq,
+                     const __global float *k, ulong koff, int ldk,
+                     const __global float *v, ulong voff, int ldv,
+                     __global float *o, ulong ooff, int ldo,
+                     int nk, int heads, int kv_heads, int hd, float scale,
+                     const __global float *alibi, ulong alioff, int has_alibi,
+                     const __global uchar *valid, ulong valoff, int has_valid,
+                     const __global int *sel, ulong seloff,
+                     int causal_start, int pos_base, int nq) {
+    __local float qs[TQ][TILED_MAX_HD + 1];
+    __local float ks[TKB][TILED_MAX_HD + 1];
+    __local float ps[TQ][TKB + 1];
+    __local float rowm[TQ], rowl[TQ], rowc[TQ];
+    __local int rowlo[TQ], rowhi[TQ], rowpos[TQ], rowmode[TQ];   /* mode 3: no such row */
+    const int h = get_group_id(0), i0 = get_group_id(1) * TQ, lid = get_local_id(0);
+    const int kvh = h / (heads / kv_heads);
+    const __global float *kh = k + koff + (ulong)kvh * hd;
+    const __global float *vh = v + voff + (ulong)kvh * hd;
+    const float slope = has_alibi ? alibi[alioff + h] : 0.0f;
+
+    if (lid < TQ) {
+        const int i = i0 + lid;
+        int lo = 0, hi = 0, pos = 0, mode = 3;
+        if (i < nq) {
+            if (causal_start >= 0) {
+                mode = 0;
+                hi = min(nk, causal_start + i + 1);
+                pos = causal_start + i;
+            } else {
+                const int a = sel[seloff + 2 * (ulong)i], b = sel[seloff + 2 * (ulong)i + 1];
+                mode = a == SEL_NONE ? 1 : a == SEL_UNIFORM ? 2 : 0;
+                if (mode == 0) { lo = max(a, 0); hi = min(b, nk); }
+                pos = pos_base + i;
+            }
+        }
+        rowlo[lid] = lo;
+        rowhi[lid] = max(hi, lo);
+        rowpos[lid] = pos;
+        rowmode[lid] = mode;
+        rowm[lid] = -INFINITY;
+        rowl[lid] = 0.0f;
+    }
+    for (int e = lid; e < TQ * hd; e += ATT_WG) {
+        const int r = e / hd, d = e % hd, i = i0 + r;
+        qs[r][d] = i < nq ? q[qoff + (ulong)i * ldq + (ulong)h * hd + d] : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* The keys any row of the tile may see (same in every work-item). */
+    int klo = nk, khi = 0;
+    for (int r = 0; r < TQ; r++)
+        if (rowmode[r] == 0 && rowhi[r] > rowlo[r]) { klo = min(klo, rowlo[r]); khi = max(khi, rowhi[r]); }
+
+    float acc[TQ][2];
+    for (int r = 0; r < TQ; r++) { acc[r][0] = 0.0f; acc[r][1] = 0.0f; }
+    const int t = lid % TKB, rg = (lid / TKB) * (TQ / 2);   /* key t of the block, rows rg..rg+7 */
+    for (int kb = klo; kb < khi; kb += TKB) {
+        for (int e = lid; e < TKB * hd; e += ATT_WG) {
+            const int j = e / hd, d = e % hd;
+            ks[j][d] = kb + j < nk ? kh[(ulong)(kb + j) * ldk + d] : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float sc[TQ / 2];
+        for (int r = 0; r < TQ / 2; r++) sc[r] = 0.0f;
+        for (int d = 0; d < hd; d++) {
+            const float kv = ks[t][d];
+            for (int r = 0; r < TQ / 2; r++) sc[r] = fma(qs[rg + r][d], kv, sc[r]);
+        }
+        const int j = kb + t;
+        const int ok = j < khi && (!has_valid || valid[valoff + j]);
+        for (int r = 0; r < TQ / 2; r++) {
+            const int rr = rg + r;
+            float sv = -INFINITY;
+            if (ok && rowmode[rr] == 0 && j >= rowlo[rr] && j < rowhi[rr]) {
+                sv = sc[r] * scale;
+                if (slope != 0.0f) sv += slope * (float)(j - rowpos[rr]);
+            }
+            ps[rr][t] = sv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < TQ) {   /* online softmax update of row lid */
+            float bm = -INFINITY;
+            for (int u = 0; u < TKB; u++) bm = fmax(bm, ps[lid][u]);
+            const float m = rowm[lid], mn = fmax(m, bm);
+            const float corr = m == -INFINITY ? 0.0f : exp(m - mn);
+            float sum = 0.0f;
+            for (int u = 0; u < TKB; u++) {
+                const float sv = ps[lid][u];
+                const float p = sv == -INFINITY ? 0.0f : exp(sv - mn);
+                ps[lid][u] = p;
+                sum += p;
+            }
+            rowl[lid] = rowl[lid] * corr + sum;
+            rowm[lid] = mn;
+            rowc[lid] = corr;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int r = 0; r < TQ; r++) { acc[r][0] *= rowc[r]; acc[r][1] *= rowc[r]; }
+        const int cnt = min(TKB, khi - kb);
+        for (int u = 0; u < cnt; u++) {
+            const __global float *vr = vh + (ulong)(kb + u) * ldv;
+            const float v0 = lid < hd ? vr[lid] : 0.0f, v1 = lid + ATT_WG < hd ? vr[lid + ATT_WG] : 0.0f;
+            for (int r = 0; r < TQ; r++) {
+                const float p = ps[r][u];
+                acc[r][0] = fma(p, v0, acc[r][0]);
+                acc[r][1] = fma(p, v1, acc[r][1]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   /* ks and ps are rewritten by the next block */
+    }
+
+    /* Uniform rows (selected, or every key masked): the mean of all values. */
+    int need_mean = 0;
+    for (int r = 0; r < TQ; r++) need_mean |= rowmode[r] == 2 || (rowmode[r] == 0 && rowm[r] == -INFINITY);
+    float mean0 = 0.0f, mean1 = 0.0f;
+    if (need_mean && nk > 0) {
+        for (int jj = 0; jj < nk; jj++) {
+            const __global float *vr = vh + (ulong)jj * ldv;
+            if (lid < hd) mean0 += vr[lid];
+            if (lid + ATT_WG < hd) mean1 += vr[lid + ATT_WG];
+        }
+        mean0 *= 1.0f / (float)nk;
+        mean1 *= 1.0f / (float)nk;
+    }
+    for (int r = 0; r < TQ; r++) {
+        const int mode = rowmode[r];
+        if (mode == 3) continue;   /* no barrier follows: a plain skip */
+        float o0 = 0.0f, o1 = 0.0f;
+        if (mode == 1 || nk == 0) {
+        } else if (mode == 0 && rowm[r] != -INFINITY) {
+            const float inv = 1.0f / rowl[r];
+            o0 = acc[r][0] * inv;
+            o1 = acc[r][1] * inv;
+        } else {
+            o0 = mean0;
+            o1 = mean1;
+        }
+        __global float *orow = o + ooff + (ulong)(i0 + r) * ldo + (ulong)h * hd;
+        if (lid < hd) orow[lid] = o0;
+        if (lid + ATT_WG < hd) orow[lid + ATT_WG] = o1;
+    }
+}
+
 /* ---- Fused decode attention: one query row, all heads, split over keys ----
  * Decoding has one query row, so a work-group per head leaves most of a GPU
  * idle on long contexts. Pass 1 gives each (key chunk, head) its own
@@ -248,7 +405,9 @@ static inline float load_w(const __global uchar *w, int wt, ulong i) {
 
 /* Four consecutive weights from element i (no alignment beyond the element's). */
 static inline float4 load_w4(const __global uchar *w, int wt, ulong i) {
-    if (wt == WT_F16) return vload_half4(0, (const __global half *)w + i);
+    /* Byte arithmetic, then the cast: arithmetic on a half pointer is not
+     * portable without cl_khr_fp16. */
+    if (wt == WT_F16) return vload_half4(0, (const __global half *)(w + 2 * i));
     if (wt == WT_BF16) {
         ushort4 b = vload4(0, (const __global ushort *)w + i);
         return as_float4(convert_uint4(b) << 16);
@@ -297,13 +456,33 @@ static inline float wg_max(float v, __local float *buf) {
     const ulong r = get_global_id(1);              \
     if (c >= cols) return;
 
-/* Exact GELU, 0.5·x·(1 + erf(x/√2)), written with erfc so that the
- * negative tail keeps full relative accuracy (1 + erf cancels there). */
+/* erfc(z) for z >= 0: the Numerical Recipes Chebyshev fit (relative error
+ * < 1.2e-7), the same formula as the CPU kernel (kernels/cpu), so both
+ * backends round alike; PoCL's library erfc is also ~50x slower than this. */
+static inline float erfc_pos(float z) {
+    const float t = 1.0f / fma(0.5f, z, 1.0f);
+    float p = 0.17087277f;
+    p = fma(p, t, -0.82215223f);
+    p = fma(p, t, 1.48851587f);
+    p = fma(p, t, -1.13520398f);
+    p = fma(p, t, 0.27886807f);
+    p = fma(p, t, -0.18628806f);
+    p = fma(p, t, 0.09678418f);
+    p = fma(p, t, 0.37409196f);
+    p = fma(p, t, 1.00002368f);
+    p = fma(p, t, -1.26551223f);
+    return t * exp(p - z * z);
+}
+
+/* Exact GELU, 0.5·x·(1 + erf(x/√2)), written with erfc(|x|/√2) so that the
+ * negative tail keeps full relative accuracy (1 + erf cancels there):
+ * x ≥ 0: x·(1 − erfc/2); x < 0: x·erfc/2. */
 __kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
 void gelu(const __global float *x, ulong xoff, int ldx, __global float *y, ulong yoff, int ldy, int cols) {
     EW_INDEX
     const float v = x[xoff + r * ldx + c];
-    y[yoff + r * ldy + c] = 0.5f * v * erfc(-v * M_SQRT1_2_F);
+    const float e = erfc_pos(fabs(v) * M_SQRT1_2_F);
+    y[yoff + r * ldy + c] = signbit(v) ? v * (0.5f * e) : v * fma(-0.5f, e, 1.0f);
 }
 
 /* QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x). */

@@ -53,12 +53,26 @@ extension OpenCLRuntime {
         if let keyValid { try keyValid.check(rows: 1, cols: nk, elementSize: 1, "keyValid", op) }
     }
 
+    /// Which kernel `attention` uses.
+    public enum AttentionKernel: Sendable {
+        /// Query-tiled for 2+ rows with head size ≤ 128, else per-row.
+        case automatic
+        /// One work-group per (row, head): any head size up to 256.
+        case rowwise
+        /// 16 rows per work-group sharing each key and value block; head size ≤ 128.
+        case tiled
+    }
+
+    /// The largest head size of the query-tiled kernel (TILED_MAX_HD).
+    public static let tiledMaxHeadDim = 128
+
     /// Multi-head attention of `queries` rows over `keys` rows (prefill,
     /// vision encoder, resampler, cross-attention). One launch for all rows
     /// and heads.
     public func attention(q: CLView, k: CLView, v: CLView, out: CLView, queries nq: Int, keys nk: Int,
                           heads: Int, kvHeads: Int, headDim: Int, scale: Float,
-                          alibiSlopes: CLView? = nil, keyValid: CLView? = nil, mask: AttentionMask) throws {
+                          alibiSlopes: CLView? = nil, keyValid: CLView? = nil, mask: AttentionMask,
+                          kernel: AttentionKernel = .automatic) throws {
         let op = "attention"
         try checkAttention(op, q: q, k: k, v: v, out: out, nq: nq, nk: nk, heads: heads, kvHeads: kvHeads,
                            headDim: headDim, alibiSlopes: alibiSlopes, keyValid: keyValid)
@@ -75,7 +89,18 @@ extension OpenCLRuntime {
             selections = s
             positionBase = base
         }
-        try launch("attention", family: "attention", global: [64 * heads, nq], local: [64, 1]) { a in
+        let tiled: Bool
+        switch kernel {
+        case .automatic: tiled = nq > 1 && headDim <= Self.tiledMaxHeadDim
+        case .rowwise: tiled = false
+        case .tiled:
+            guard headDim <= Self.tiledMaxHeadDim else {
+                throw FlamingoError.unsupported("OpenCL attention: the tiled kernel takes head sizes up to \(Self.tiledMaxHeadDim), not \(headDim)")
+            }
+            tiled = true
+        }
+        let global = tiled ? [64 * heads, (nq + 15) / 16] : [64 * heads, nq]
+        try launch(tiled ? "attention_tiled" : "attention", family: "attention", global: global, local: [64, 1]) { a in
             try a.buffer(q.buffer); try a.offset(q.offset); try a.int(max(q.stride, heads * headDim))
             try a.buffer(k.buffer); try a.offset(k.offset); try a.int(max(k.stride, kvHeads * headDim))
             try a.buffer(v.buffer); try a.offset(v.offset); try a.int(max(v.stride, kvHeads * headDim))
@@ -86,6 +111,7 @@ extension OpenCLRuntime {
             try a.buffer(keyValid?.buffer); try a.offset(keyValid?.offset ?? 0); try a.flag(keyValid != nil)
             try a.buffer(selections?.buffer); try a.offset(selections?.offset ?? 0)
             try a.int(causalStart); try a.int(positionBase)
+            if tiled { try a.int(nq) }
         }
     }
 

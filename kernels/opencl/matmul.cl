@@ -1,0 +1,147 @@
+/* Linear layers y = alpha·(x·Wᵀ + b) (+ y when accumulate), W [N, K] in
+ * PyTorch layout (row n = output n), x [M, K], y [M, N], every matrix with
+ * its own row stride, so a layer can read a slice of a fused activation
+ * (e.g. q of a qkv row) and write straight into a KV cache or add into the
+ * residual stream (accumulate) with no extra pass. y must not overlap x.
+ * f32 accumulation throughout; weights f32, f16 or bf16 (see common.cl). */
+
+/* ---- GEMM: prefill and the vision encoder (M > a few rows) ----
+ * A 64×64 output tile per 16×16 work-group, 4×4 outputs per work-item,
+ * K in steps of 16 through local memory. Loads outside the matrices read
+ * as zero and stores are bounds-checked, so any M, N, K works. */
+#define GEMM_TS 64
+#define GEMM_TK 16
+
+static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
+                             const __global uchar *w, ulong woff, int ldw, int wt,
+                             const __global float *bias, ulong boff, int has_bias,
+                             __global float *y, ulong yoff, int ldy,
+                             int M, int N, int K, float alpha, int accumulate,
+                             __local float (*xs)[GEMM_TS + 1], __local float (*ws)[GEMM_TS + 1]) {
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int t = ty * 16 + tx;
+    const int m0 = get_group_id(1) * GEMM_TS, n0 = get_group_id(0) * GEMM_TS;
+    x += xoff;
+    y += yoff;
+    float acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += GEMM_TK) {
+        /* 64 rows × 16 columns of x and of W: 4 elements per work-item,
+         * consecutive work-items on consecutive k (coalesced in a row). */
+        for (int e = t; e < GEMM_TS * GEMM_TK; e += 256) {
+            const int r = e / GEMM_TK, c = e % GEMM_TK, gk = k0 + c;
+            const int gm = m0 + r, gn = n0 + r;
+            xs[c][r] = (gm < M && gk < K) ? x[(ulong)gm * ldx + gk] : 0.0f;
+            ws[c][r] = (gn < N && gk < K) ? load_w(w, wt, woff + (ulong)gn * ldw + gk) : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int kk = 0; kk < GEMM_TK; kk++) {
+            float a[4], b[4];
+            for (int i = 0; i < 4; i++) a[i] = xs[kk][ty + 16 * i];
+            for (int j = 0; j < 4; j++) b[j] = ws[kk][tx + 16 * j];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    for (int i = 0; i < 4; i++) {
+        const int gm = m0 + ty + 16 * i;
+        if (gm >= M) continue;
+        for (int j = 0; j < 4; j++) {
+            const int gn = n0 + tx + 16 * j;
+            if (gn >= N) continue;
+            float v = acc[i][j];
+            if (has_bias) v += bias[boff + gn];
+            v *= alpha;
+            __global float *dst = y + (ulong)gm * ldy + gn;
+            /* Only read y when asked: it may hold garbage (NaN) otherwise. */
+            *dst = accumulate ? *dst + v : v;
+        }
+    }
+}
+
+#define GEMM_KERNEL(NAME, WT)                                                                        \
+__kernel __attribute__((reqd_work_group_size(16, 16, 1)))                                            \
+void NAME(const __global float *x, ulong xoff, int ldx,                                              \
+          const __global uchar *w, ulong woff, int ldw,                                              \
+          const __global float *bias, ulong boff, int has_bias,                                      \
+          __global float *y, ulong yoff, int ldy,                                                    \
+          int M, int N, int K, float alpha, int accumulate) {                                        \
+    __local float xs[GEMM_TK][GEMM_TS + 1];                                                          \
+    __local float ws[GEMM_TK][GEMM_TS + 1];                                                          \
+    gemm_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
+              M, N, K, alpha, accumulate, xs, ws);                                                   \
+}
+
+GEMM_KERNEL(gemm_f32, WT_F32)
+GEMM_KERNEL(gemm_f16, WT_F16)
+GEMM_KERNEL(gemm_bf16, WT_BF16)
+
+/* ---- GEMV: decode (1 to GEMV_ROWS rows) ----
+ * One work-group of 128 per output n streams row n of W once, four weights
+ * per load, for all (up to 4) rows of x, then reduces in local memory:
+ * decoding is bound by reading W, so each weight is read exactly once and
+ * consecutive work-items read consecutive 16-byte chunks. */
+#define GEMV_WG 128
+#define GEMV_ROWS 4
+
+static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
+                             const __global uchar *w, ulong woff, int ldw, int wt,
+                             const __global float *bias, ulong boff, int has_bias,
+                             __global float *y, ulong yoff, int ldy,
+                             int M, int N, int K, float alpha, int accumulate,
+                             __local float *red) {
+    const int lid = get_local_id(0);
+    const int n = get_group_id(0);
+    /* The grid has exactly N groups: no bounds return (PoCL mishandles a
+     * return ahead of barriers). */
+    x += xoff;
+    y += yoff;
+    const ulong wrow = woff + (ulong)n * ldw;
+    float acc[GEMV_ROWS];
+    for (int r = 0; r < GEMV_ROWS; r++) acc[r] = 0.0f;
+    const int k4 = K & ~3;
+    for (int k = lid * 4; k < k4; k += GEMV_WG * 4) {
+        const float4 wv = load_w4(w, wt, wrow + k);
+        for (int r = 0; r < GEMV_ROWS; r++)
+            if (r < M) acc[r] += dot(wv, vload4(0, x + (ulong)r * ldx + k));
+    }
+    for (int k = k4 + lid; k < K; k += GEMV_WG) {
+        const float wv = load_w(w, wt, wrow + k);
+        for (int r = 0; r < GEMV_ROWS; r++)
+            if (r < M) acc[r] = fma(wv, x[(ulong)r * ldx + k], acc[r]);
+    }
+    for (int r = 0; r < GEMV_ROWS; r++) red[r * GEMV_WG + lid] = acc[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = GEMV_WG / 2; s > 0; s >>= 1) {
+        if (lid < s)
+            for (int r = 0; r < GEMV_ROWS; r++) red[r * GEMV_WG + lid] += red[r * GEMV_WG + lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid < M) {
+        float v = red[lid * GEMV_WG];
+        if (has_bias) v += bias[boff + n];
+        v *= alpha;
+        __global float *dst = y + (ulong)lid * ldy + n;
+        *dst = accumulate ? *dst + v : v;
+    }
+}
+
+#define GEMV_KERNEL(NAME, WT)                                                                        \
+__kernel __attribute__((reqd_work_group_size(GEMV_WG, 1, 1)))                                        \
+void NAME(const __global float *x, ulong xoff, int ldx,                                              \
+          const __global uchar *w, ulong woff, int ldw,                                              \
+          const __global float *bias, ulong boff, int has_bias,                                      \
+          __global float *y, ulong yoff, int ldy,                                                    \
+          int M, int N, int K, float alpha, int accumulate) {                                        \
+    __local float red[GEMV_ROWS * GEMV_WG];                                                          \
+    gemv_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
+              M, N, K, alpha, accumulate, red);                                                      \
+}
+
+GEMV_KERNEL(gemv_f32, WT_F32)
+GEMV_KERNEL(gemv_f16, WT_F16)
+GEMV_KERNEL(gemv_bf16, WT_BF16)
