@@ -1,0 +1,141 @@
+"""CPU benchmark of the NFNet encoder: libflamingo next to timm, same weights, same input.
+
+    /work/refenv/bin/python tools/bench/bench_nfnet.py [--models f0:256,f6:320] [--iters 5] [--threads N]
+
+Not a test. For each model (timm dm_nfnet_<variant>, num_classes=0, seeded random weights rounded
+to float16 so both sides use identical values) it writes build/nfnet_bench/<variant>_<size>/
+(config.json, model.safetensors in F16, input.safetensors; reused when present), times timm's
+forward_features (fp32, torch.no_grad, torch threads = --threads) and then the engine through the
+hidden test entry NFNetTests.testBenchmark:
+
+    FLAMINGO_NFNET_BENCH=1 FLAMINGO_NFNET_BENCH_DIR=<dir> \
+        swift test -c release --scratch-path .build-nfnet --disable-swift-testing \
+        --filter NFNetTests/testBenchmark
+
+which prints the forward times and writes the features (checked here against timm's:
+max|Δ|/max|ref|). Reported: medians (and minima) after one warm-up, engine/timm ratio (target
+<= 0.5). Both sides run one after the other on all cores: another busy process on the machine
+skews the ratio (the script warns when the load average says one is running).
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build_dir(variant: str, size: int, seed: int) -> Path:
+    import torch
+    import timm
+    from safetensors.torch import save_file
+
+    d = REPO / "build" / "nfnet_bench" / f"{variant}_{size}"
+    marker = d / "config.json"
+    if marker.exists() and json.loads(marker.read_text()).get("seed") == seed:
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = timm.create_model(f"dm_nfnet_{variant}", pretrained=False, num_classes=0).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("skipinit_gain"):
+                p.copy_(0.5 + 0.2 * torch.randn((), generator=g))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            p.copy_(p.half().float())
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"))
+    pixels = torch.randn((1, 3, size, size), generator=g)
+    save_file({"input.pixels": pixels.contiguous()}, str(d / "input.safetensors"))
+    marker.write_text(json.dumps({"vision": {"kind": "nfnet", "variant": variant, "image_size": size},
+                                  "seed": seed, "note": "bench_nfnet.py: random weights (F16)"}, indent=2) + "\n")
+    return d
+
+
+def time_timm(d: Path, variant: str, iters: int, threads: int):
+    import numpy as np
+    import torch
+    import timm
+    from safetensors.torch import load_file
+
+    torch.set_num_threads(threads)
+    model = timm.create_model(f"dm_nfnet_{variant}", pretrained=False, num_classes=0).eval()
+    sd = {k: v.float() for k, v in load_file(str(d / "model.safetensors")).items()}
+    model.load_state_dict(sd)
+    x = load_file(str(d / "input.safetensors"))["input.pixels"]
+    times = []
+    with torch.no_grad():
+        for i in range(iters + 1):
+            t = time.perf_counter()
+            feats = model.forward_features(x)
+            times.append((time.perf_counter() - t) * 1000)
+    ref = feats[0].permute(1, 2, 0).contiguous().numpy()  # NHWC = the engine's tokens
+    del model
+    return statistics.median(times[1:]), min(times[1:]), ref.astype(np.float32)
+
+
+def time_engine(d: Path, iters: int, threads: int):
+    import numpy as np
+
+    env = dict(os.environ, FLAMINGO_NFNET_BENCH="1", FLAMINGO_NFNET_BENCH_DIR=str(d),
+               FLAMINGO_NFNET_BENCH_ITERS=str(iters), OPENBLAS_NUM_THREADS=str(threads))
+    cmd = ["swift", "test", "-c", "release", "--scratch-path", str(REPO / ".build-nfnet"), "--disable-swift-testing",
+           "--filter", "NFNetTests/testBenchmark"]
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    m = re.search(r"NFNET_BENCH .*?load_s=(\S+) first_ms=(\S+) median_ms=(\S+) min_ms=(\S+)", p.stdout + p.stderr)
+    if p.returncode != 0 or not m:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
+        raise SystemExit(f"engine run failed ({p.returncode})")
+    out = np.fromfile(d / "engine_features.f32", dtype=np.float32)
+    return float(m.group(3)), float(m.group(4)), float(m.group(1)), out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="f0:256,f6:320")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=2024)
+    args = ap.parse_args()
+
+    try:
+        load1 = float(Path("/proc/loadavg").read_text().split()[0])
+        if load1 > 0.5:
+            print(f"warning: load average {load1} before starting: another process is using the CPU", flush=True)
+    except OSError:
+        pass
+    rows = []
+    for spec in args.models.split(","):
+        variant, size = spec.split(":")
+        size = int(size)
+        d = build_dir(variant, size, args.seed)
+        timm_ms, timm_min, ref = time_timm(d, variant, args.iters, args.threads)
+        eng_ms, eng_min, load_s, got = time_engine(d, args.iters, args.threads)
+        ref = ref.reshape(-1)
+        err = float(abs(got - ref).max() / abs(ref).max()) if got.size == ref.size else float("nan")
+        rows.append((f"dm_nfnet_{variant}", size, timm_ms, timm_min, eng_ms, eng_min, err, load_s))
+        print(f"{rows[-1][0]} {size}px: timm {timm_ms:.1f} ms (min {timm_min:.1f}), engine {eng_ms:.1f} ms "
+              f"(min {eng_min:.1f}), ratio {eng_ms / timm_ms:.3f}, max|d|/max|ref| {err:.2e}, engine load {load_s:.1f} s",
+              flush=True)
+
+    import platform
+    import torch
+    print()
+    print(f"CPU: {platform.processor() or platform.machine()}, {args.threads} threads; torch {torch.__version__}, "
+          f"median of {args.iters} after 1 warm-up, batch 1, fp32")
+    print("| model | input | timm forward_features ms (median / min) | libflamingo ms (median / min) | ratio (medians) "
+          "| max\\|Δ\\|/max\\|ref\\| |")
+    print("|---|---|---|---|---|---|")
+    for name, size, t, tmin, e, emin, err, _ in rows:
+        print(f"| {name} | {size}×{size} | {t:.0f} / {tmin:.0f} | {e:.0f} / {emin:.0f} | {e / t:.2f} | {err:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
