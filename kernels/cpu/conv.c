@@ -155,9 +155,11 @@ FK_INLINE __m256 cv_mask(int n) {
     return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 }
 
-/* Input pointer (channel 0 of the group) and output pointer (first channel of the block) of output pixel p. */
-FK_INLINE void cv_pixel(const fk_conv2d *c, int g, int c0, size_t p, const float **in, float **out) {
-    size_t oy = p / (size_t)c->out_w, ox = p % (size_t)c->out_w;
+/* Input pointer (channel 0 of the group) and output pointer (first channel of the block) of output
+ * pixel (oy, ox), then (oy, ox) advanced to the next pixel in row-major order. */
+FK_INLINE void cv_pixel(const fk_conv2d *c, int g, int c0, size_t *py, size_t *px, const float **in, float **out) {
+    size_t oy = *py, ox = *px;
+    if (++*px == (size_t)c->out_w) { *px = 0; ++*py; }
     *in = c->in + (ptrdiff_t)oy * c->stride * c->in_row + (ptrdiff_t)ox * c->stride * c->in_pix + (ptrdiff_t)g * c->cin_g;
     *out = c->out + (ptrdiff_t)oy * c->out_row + (ptrdiff_t)ox * c->out_pix + (ptrdiff_t)g * c->cout_g + c0;
 }
@@ -187,8 +189,9 @@ static __attribute__((noinline)) void cv_epilogue(const float *buf, int width, i
 
 /* np (≤ 6) pixels × 16 channels; cnt (9..16) channels are real. */
 FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int cnt, size_t p0, const int np) {
+    size_t py = p0 / (size_t)c->out_w, px = p0 % (size_t)c->out_w;
 #define DECL(i) const float *in##i = 0; float *out##i = 0; \
-    if (np > i) cv_pixel(c, g, c0, p0 + i, &in##i, &out##i);
+    if (np > i) cv_pixel(c, g, c0, &py, &px, &in##i, &out##i);
     CV_P6(DECL)
 #undef DECL
     __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
@@ -234,8 +237,9 @@ FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int 
 
 /* np (≤ 8) pixels × 8 channels; cnt (1..8) channels are real. */
 FK_INLINE void cv_tile8(const fk_conv2d *c, const float *w, int g, int c0, int cnt, size_t p0, const int np) {
+    size_t py = p0 / (size_t)c->out_w, px = p0 % (size_t)c->out_w;
 #define DECL(i) const float *in##i = 0; float *out##i = 0; \
-    if (np > i) cv_pixel(c, g, c0, p0 + i, &in##i, &out##i);
+    if (np > i) cv_pixel(c, g, c0, &py, &px, &in##i, &out##i);
     CV_P8(DECL)
 #undef DECL
     const __m256i m = _mm256_castps_si256(cv_mask(cnt));
@@ -268,31 +272,43 @@ FK_INLINE void cv_tile8(const fk_conv2d *c, const float *w, int g, int c0, int c
     cv_epilogue(buf, 8, np, outs, cnt, c->act, c->act_scale);
 }
 
+/* Pixels [p, end) in register tiles of as equal sizes as possible (25 pixels: five of 5, not four
+ * of 6 and one of 1, which would stream the whole weight block for a single pixel). */
 static void cv_run16(const fk_conv2d *cp, const float *w, int g, int c0, int cnt, size_t p, size_t end) {
     const fk_conv2d cc = *cp, *c = &cc;  /* a local copy: its fields stay in registers across the tiles */
-    for (; p + 6 <= end; p += 6) cv_tile16(c, w, g, c0, cnt, p, 6);
-    switch (end - p) {
-    case 5: cv_tile16(c, w, g, c0, cnt, p, 5); break;
-    case 4: cv_tile16(c, w, g, c0, cnt, p, 4); break;
-    case 3: cv_tile16(c, w, g, c0, cnt, p, 3); break;
-    case 2: cv_tile16(c, w, g, c0, cnt, p, 2); break;
-    case 1: cv_tile16(c, w, g, c0, cnt, p, 1); break;
-    default: break;
+    const size_t n = end - p, tiles = (n + 5) / 6;
+    for (size_t i = 0; i < tiles; i++) {
+        const size_t sz = n / tiles + (i < n % tiles);
+        switch (sz) {
+        case 6: cv_tile16(c, w, g, c0, cnt, p, 6); break;
+        case 5: cv_tile16(c, w, g, c0, cnt, p, 5); break;
+        case 4: cv_tile16(c, w, g, c0, cnt, p, 4); break;
+        case 3: cv_tile16(c, w, g, c0, cnt, p, 3); break;
+        case 2: cv_tile16(c, w, g, c0, cnt, p, 2); break;
+        case 1: cv_tile16(c, w, g, c0, cnt, p, 1); break;
+        default: break;
+        }
+        p += sz;
     }
 }
 
 static void cv_run8(const fk_conv2d *cp, const float *w, int g, int c0, int cnt, size_t p, size_t end) {
     const fk_conv2d cc = *cp, *c = &cc;
-    for (; p + 8 <= end; p += 8) cv_tile8(c, w, g, c0, cnt, p, 8);
-    switch (end - p) {
-    case 7: cv_tile8(c, w, g, c0, cnt, p, 7); break;
-    case 6: cv_tile8(c, w, g, c0, cnt, p, 6); break;
-    case 5: cv_tile8(c, w, g, c0, cnt, p, 5); break;
-    case 4: cv_tile8(c, w, g, c0, cnt, p, 4); break;
-    case 3: cv_tile8(c, w, g, c0, cnt, p, 3); break;
-    case 2: cv_tile8(c, w, g, c0, cnt, p, 2); break;
-    case 1: cv_tile8(c, w, g, c0, cnt, p, 1); break;
-    default: break;
+    const size_t n = end - p, tiles = (n + 7) / 8;
+    for (size_t i = 0; i < tiles; i++) {
+        const size_t sz = n / tiles + (i < n % tiles);
+        switch (sz) {
+        case 8: cv_tile8(c, w, g, c0, cnt, p, 8); break;
+        case 7: cv_tile8(c, w, g, c0, cnt, p, 7); break;
+        case 6: cv_tile8(c, w, g, c0, cnt, p, 6); break;
+        case 5: cv_tile8(c, w, g, c0, cnt, p, 5); break;
+        case 4: cv_tile8(c, w, g, c0, cnt, p, 4); break;
+        case 3: cv_tile8(c, w, g, c0, cnt, p, 3); break;
+        case 2: cv_tile8(c, w, g, c0, cnt, p, 2); break;
+        case 1: cv_tile8(c, w, g, c0, cnt, p, 1); break;
+        default: break;
+        }
+        p += sz;
     }
 }
 

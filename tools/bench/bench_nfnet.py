@@ -13,9 +13,10 @@ hidden test entry NFNetTests.testBenchmark:
         --filter NFNetTests/testBenchmark
 
 which prints the forward times and writes the features (checked here against timm's:
-max|Δ|/max|ref|). Reported: medians (and minima) after one warm-up, engine/timm ratio (target
-<= 0.5). Both sides run one after the other on all cores: another busy process on the machine
-skews the ratio (the script warns when the load average says one is running).
+max|Δ|/max|ref|). Reported: medians and minima over `--rounds` alternating rounds of timm and
+engine runs (one warm-up each), engine/timm ratios (target <= 0.5). Both sides use all cores: a
+busy process elsewhere on the machine skews a round (the script warns when the load average says
+one is running; the minima are the least disturbed).
 """
 
 import argparse
@@ -59,8 +60,7 @@ def build_dir(variant: str, size: int, seed: int) -> Path:
     return d
 
 
-def time_timm(d: Path, variant: str, iters: int, threads: int):
-    import numpy as np
+def load_timm(d: Path, variant: str, threads: int):
     import torch
     import timm
     from safetensors.torch import load_file
@@ -69,16 +69,21 @@ def time_timm(d: Path, variant: str, iters: int, threads: int):
     model = timm.create_model(f"dm_nfnet_{variant}", pretrained=False, num_classes=0).eval()
     sd = {k: v.float() for k, v in load_file(str(d / "model.safetensors")).items()}
     model.load_state_dict(sd)
-    x = load_file(str(d / "input.safetensors"))["input.pixels"]
+    return model, load_file(str(d / "input.safetensors"))["input.pixels"]
+
+
+def time_timm(model, x, iters: int):
+    """Forward times after one warm-up, and the features as the engine's tokens (NHWC)."""
+    import numpy as np
+    import torch
+
     times = []
     with torch.no_grad():
         for i in range(iters + 1):
             t = time.perf_counter()
             feats = model.forward_features(x)
             times.append((time.perf_counter() - t) * 1000)
-    ref = feats[0].permute(1, 2, 0).contiguous().numpy()  # NHWC = the engine's tokens
-    del model
-    return statistics.median(times[1:]), min(times[1:]), ref.astype(np.float32)
+    return times[1:], feats[0].permute(1, 2, 0).contiguous().numpy().astype(np.float32)
 
 
 def time_engine(d: Path, iters: int, threads: int):
@@ -89,12 +94,13 @@ def time_engine(d: Path, iters: int, threads: int):
     cmd = ["swift", "test", "-c", "release", "--scratch-path", str(REPO / ".build-nfnet"), "--disable-swift-testing",
            "--filter", "NFNetTests/testBenchmark"]
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    m = re.search(r"NFNET_BENCH .*?load_s=(\S+) first_ms=(\S+) median_ms=(\S+) min_ms=(\S+)", p.stdout + p.stderr)
+    m = re.search(r"NFNET_BENCH .*?max_rss_mb=(\d+) load_s=(\S+) .*? all_ms=\[([^\]]*)\]", p.stdout + p.stderr)
     if p.returncode != 0 or not m:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
         raise SystemExit(f"engine run failed ({p.returncode})")
+    times = [float(t) for t in m.group(3).split(",")][1:]  # after the warm-up
     out = np.fromfile(d / "engine_features.f32", dtype=np.float32)
-    return float(m.group(3)), float(m.group(4)), float(m.group(1)), out
+    return times, float(m.group(2)), int(m.group(1)), out
 
 
 def main():
@@ -103,6 +109,7 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--rounds", type=int, default=2, help="timm and engine alternate this many times")
     args = ap.parse_args()
 
     try:
@@ -116,25 +123,33 @@ def main():
         variant, size = spec.split(":")
         size = int(size)
         d = build_dir(variant, size, args.seed)
-        timm_ms, timm_min, ref = time_timm(d, variant, args.iters, args.threads)
-        eng_ms, eng_min, load_s, got = time_engine(d, args.iters, args.threads)
+        model, x = load_timm(d, variant, args.threads)
+        timm_t, eng_t = [], []
+        for _ in range(args.rounds):  # alternate, so a burst of load elsewhere hits both sides
+            t, ref = time_timm(model, x, args.iters)
+            timm_t += t
+            e, load_s, rss, got = time_engine(d, args.iters, args.threads)
+            eng_t += e
+        del model
         ref = ref.reshape(-1)
         err = float(abs(got - ref).max() / abs(ref).max()) if got.size == ref.size else float("nan")
-        rows.append((f"dm_nfnet_{variant}", size, timm_ms, timm_min, eng_ms, eng_min, err, load_s))
-        print(f"{rows[-1][0]} {size}px: timm {timm_ms:.1f} ms (min {timm_min:.1f}), engine {eng_ms:.1f} ms "
-              f"(min {eng_min:.1f}), ratio {eng_ms / timm_ms:.3f}, max|d|/max|ref| {err:.2e}, engine load {load_s:.1f} s",
-              flush=True)
+        tm, tn, em, en = statistics.median(timm_t), min(timm_t), statistics.median(eng_t), min(eng_t)
+        rows.append((f"dm_nfnet_{variant}", size, tm, tn, em, en, err, load_s, rss))
+        print(f"{rows[-1][0]} {size}px: timm {tm:.1f} ms (min {tn:.1f}), engine {em:.1f} ms (min {en:.1f}), "
+              f"ratio {em / tm:.3f} (minima {en / tn:.3f}), max|d|/max|ref| {err:.2e}, engine load {load_s:.1f} s, "
+              f"engine max RSS {rss} MB", flush=True)
 
     import platform
     import torch
     print()
-    print(f"CPU: {platform.processor() or platform.machine()}, {args.threads} threads; torch {torch.__version__}, "
-          f"median of {args.iters} after 1 warm-up, batch 1, fp32")
-    print("| model | input | timm forward_features ms (median / min) | libflamingo ms (median / min) | ratio (medians) "
-          "| max\\|Δ\\|/max\\|ref\\| |")
+    print(f"CPU: {platform.processor() or platform.machine()}, {args.threads} threads; torch {torch.__version__}; "
+          f"{args.rounds} alternating rounds of {args.iters} timed runs after 1 warm-up each; batch 1, fp32")
+    print("| model | input | timm forward_features ms (median / min) | libflamingo ms (median / min) "
+          "| ratio (medians / minima) | max\\|Δ\\|/max\\|ref\\| |")
     print("|---|---|---|---|---|---|")
-    for name, size, t, tmin, e, emin, err, _ in rows:
-        print(f"| {name} | {size}×{size} | {t:.0f} / {tmin:.0f} | {e:.0f} / {emin:.0f} | {e / t:.2f} | {err:.1e} |")
+    for name, size, t, tmin, e, emin, err, _, _ in rows:
+        print(f"| {name} | {size}×{size} | {t:.0f} / {tmin:.0f} | {e:.0f} / {emin:.0f} | {e / t:.2f} / {emin / tmin:.2f} "
+              f"| {err:.1e} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import CFlamingoKernels
+import Dispatch
 import Glibc
 
 /// Vision encoder: a Normalizer-Free ResNet as timm's `NormFreeNet` builds
@@ -335,7 +336,8 @@ public final class NFNet: @unchecked Sendable {
     }
 
     /// From any tensor source, e.g. one safetensors file: every tensor of
-    /// `config.weights(prefix:)` is looked up and its shape checked. The
+    /// `config.weights(prefix:)` is looked up (from several threads at once:
+    /// `tensor` must be safe to call concurrently) and its shape checked. The
     /// squeeze-excite weights of an f32 file are used in place, so pass the
     /// object owning the mapping (the SafetensorsFile, the Model) as `keepAlive`.
     public init(config c: NFNetConfig, prefix: String, keepAlive: AnyObject?,
@@ -380,7 +382,8 @@ public final class NFNet: @unchecked Sendable {
         stem = try c.stemConvs.map {
             try stdConv($0.name, in: $0.inChannels, out: $0.outChannels, k: $0.kernel, stride: $0.stride)
         }
-        blocks = try c.blocks.map { b in
+        // Blocks are standardised and packed in parallel (F6: 84 blocks, seconds of work).
+        func makeBlock(_ b: NFNetConfig.Block) throws -> Block {
             let n = b.name
             let se = b.seChannels > 0
             return Block(
@@ -395,6 +398,17 @@ public final class NFNet: @unchecked Sendable {
                 fc1Bias: se ? tensorFloats(try get("\(n).attn_last.fc1.bias")) : [],
                 fc2Bias: se ? tensorFloats(try get("\(n).attn_last.fc2.bias")) : [],
                 skipGain: c.skipinit ? try get("\(n).skipinit_gain").float(at: 0) : 1)
+        }
+        let geometries = c.blocks
+        var built = [Result<Block, Error>?](repeating: nil, count: geometries.count)
+        built.withUnsafeMutableBufferPointer { out in
+            DispatchQueue.concurrentPerform(iterations: geometries.count) { i in
+                out[i] = Result { try makeBlock(geometries[i]) }
+            }
+        }
+        blocks = try built.map {
+            guard let r = $0 else { throw FlamingoError.internal("NFNet: a block was not built") }
+            return try r.get()
         }
         // The final conv's tensors are part of the checkpoint either way; it is prepared only when used.
         if c.finalChannels > 0 {
