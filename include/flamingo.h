@@ -218,14 +218,14 @@ void flamingo_model_free(flamingo_model *model);
 typedef struct flamingo_model_info {
     uint32_t struct_size;          /* set by the caller: sizeof(flamingo_model_info) */
     char architecture[32];         /* "openflamingo" */
-    char vision_kind[32];          /* "clip_vit" */
+    char vision_kind[32];          /* "clip_vit" (OpenFlamingo) or "nfnet" (the Flamingo paper) */
     char lm_family[32];            /* "mpt", "mosaic_gpt", "gpt_neox", "llama" */
     /* vision encoder */
     uint32_t image_size;           /* input side in pixels */
-    uint32_t patch_size;
-    uint32_t vision_width;
-    uint32_t vision_layers;
-    uint32_t vision_heads;
+    uint32_t patch_size;           /* ViT patch side; NFNet: total stride */
+    uint32_t vision_width;         /* channels per feature token */
+    uint32_t vision_layers;        /* ViT blocks; NFNet: residual blocks */
+    uint32_t vision_heads;         /* ViT attention heads; 0 for NFNet */
     uint32_t vision_tokens;        /* feature tokens per image given to the resampler */
     /* perceiver resampler */
     uint32_t resampler_depth;

@@ -28,6 +28,7 @@ exports_only_c_abi() {
 }
 
 fixtures=("$root"/Tests/Fixtures/{mpt,gpt_neox,llama}_tiny)
+video_fixture="$root/Tests/Fixtures/flamingo_paper_tiny"   # NFNet + video resampler (make_paper_fixture.py)
 
 c_example_pkg_config() {
   PKG_CONFIG_PATH=$prefix/lib/pkgconfig make -s -C bindings/c example && bindings/c/example "$fixture"
@@ -51,7 +52,7 @@ suite "swift test" swift test --disable-swift-testing
 suite "cmake build + install" tools/build.sh
 suite "exports and dependencies" exports_only_c_abi
 suite "docs/api.md matches the header" python3 tools/check_api_doc.py
-suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "$lib" "${fixtures[@]}"
+suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "$lib" "${fixtures[@]}" "$video_fixture"
 suite "C example (pkg-config)" c_example_pkg_config
 suite "flamingo CLI" Tests/cli/run.sh "$prefix/bin/flamingo"
 suite "C consumer (find_package)" c_example_find_package

@@ -276,7 +276,7 @@ public func capiModelGetInfo(_ model: OpaquePointer?, _ out: UnsafeMutableRawPoi
         let lm = c.languageModel
         var info = flamingo_model_info()
         fill(&info.architecture, c.architecture)
-        fill(&info.vision_kind, "clip_vit")
+        fill(&info.vision_kind, c.vision.kind)
         fill(&info.lm_family, lm.family.rawValue)
         info.image_size = UInt32(c.vision.imageSize)
         info.patch_size = UInt32(c.vision.patchSize)

@@ -10,7 +10,7 @@ struct Info: ParsableCommand {
         try reportingErrors {
             let f = try options.load(), c = f.config, lm = c.languageModel
             let fields: [(String, String)] = [
-                ("architecture", JSONOut.string(c.architecture)), ("vision", JSONOut.string("clip_vit")),
+                ("architecture", JSONOut.string(c.architecture)), ("vision", JSONOut.string(c.vision.kind)),
                 ("image_size", "\(c.vision.imageSize)"), ("vision_width", "\(c.vision.width)"),
                 ("vision_layers", "\(c.vision.layers)"), ("num_latents", "\(c.resampler.numLatents)"),
                 ("lm_family", JSONOut.string(lm.family.rawValue)), ("hidden_size", "\(lm.hiddenSize)"),

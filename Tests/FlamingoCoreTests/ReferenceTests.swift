@@ -1,6 +1,21 @@
 import XCTest
 @testable import FlamingoCore
 
+/// max|Δ| / max|ref| ≤ ReferenceTests.tolerance over `count` values of
+/// `want` from `offset`.
+func assertReferenceClose(_ got: UnsafePointer<Float>, _ want: TensorView, offset: Int = 0, count: Int? = nil,
+                          _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    let n = count ?? want.count
+    var maxDiff: Float = 0, maxRef: Float = 0
+    for i in 0..<n {
+        let w = want.float(at: offset + i)
+        maxDiff = max(maxDiff, abs(got[i] - w))
+        maxRef = max(maxRef, abs(w))
+    }
+    XCTAssertLessThanOrEqual(maxDiff / max(maxRef, 1e-30), ReferenceTests.tolerance,
+                             "\(what): max|Δ| \(maxDiff), max|ref| \(maxRef)", file: file, line: line)
+}
+
 /// Each component against the PyTorch reference (tools/reference), fp32 vs
 /// fp32: max|Δ| / max|ref| ≤ 1e-4 (accumulation-order differences only).
 final class ReferenceTests: XCTestCase {
@@ -36,22 +51,15 @@ final class ReferenceTests: XCTestCase {
 
     func assertClose(_ got: UnsafePointer<Float>, _ want: TensorView, offset: Int = 0, count: Int? = nil,
                      _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        let n = count ?? want.count
-        var maxDiff: Float = 0, maxRef: Float = 0
-        for i in 0..<n {
-            let w = want.float(at: offset + i)
-            maxDiff = max(maxDiff, abs(got[i] - w))
-            maxRef = max(maxRef, abs(w))
-        }
-        XCTAssertLessThanOrEqual(maxDiff / max(maxRef, 1e-30), Self.tolerance,
-                                 "\(what): max|Δ| \(maxDiff), max|ref| \(maxRef)", file: file, line: line)
+        assertReferenceClose(got, want, offset: offset, count: count, what, file: file, line: line)
     }
 
     func testVisionAndResampler() throws {
         for name in FixtureTests.models {
             let f = try Fixture(name)
             let c = f.model.config
-            let vit = try VisionTransformer(f.model, config: c.vision, prefix: "vision_encoder")
+            guard case .clipViT(let vc) = c.vision else { return XCTFail("\(name): not a CLIP ViT model") }
+            let vit = try VisionTransformer(f.model, config: vc, prefix: "vision_encoder")
             let resampler = try PerceiverResampler(f.model, config: c.resampler, prefix: "perceiver")
             let pixels = try f.r("input.pixels")
             let images = pixels.shape[0] * pixels.shape[1]

@@ -6,7 +6,8 @@
 # LIBRARY is the path of libflamingo.so (e.g. build/libflamingo.so.1).
 # Compiles include/flamingo.h as strict C99 and C++11, then builds and runs
 # test_dlopen, test_session and test_text once without a model and once per
-# MODEL_DIR (fixture model directories such as Tests/Fixtures/mpt_tiny). For
+# MODEL_DIR (test_video instead of test_session/test_text for a video model
+# such as Tests/Fixtures/flamingo_paper_tiny) (fixture model directories such as Tests/Fixtures/mpt_tiny). For
 # test_session and test_text, extract_reference.py (python3, standard
 # library) first turns MODEL_DIR/reference.safetensors (and reference.json,
 # and the image goldens of Tests/Fixtures/images) into raw files in a
@@ -75,6 +76,10 @@ step "build test_session"
 "$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
+step "build test_video"
+"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_video.c" -o "$out/test_video" -ldl -lpthread -lm || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+
 step "build test_text"
 "$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
@@ -107,6 +112,17 @@ for dir in "$@"; do
             echo "run.sh: $dir/reference.safetensors is missing" >&2; failed=1
         else
             echo "skip: test_session $dir (no reference.safetensors)"
+        fi
+        continue
+    fi
+    if [ -f "$dir/reference.json" ] && grep -q '"frames_per_media"' "$dir/reference.json"; then
+        # a video model (make_paper_fixture.py): its own reference layout
+        nref=$((${nref:-0} + 1))
+        step "test_video $lib $dir"
+        if python3 "$here/dump_tensors.py" "$dir/reference.safetensors" "$out/ref-$nref"; then
+            "$out/test_video" "$lib" "$dir" "$out/ref-$nref" || failed=1
+        else
+            echo "run.sh: could not extract the reference tensors of $dir" >&2; failed=1
         fi
         continue
     fi

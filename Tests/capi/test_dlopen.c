@@ -13,7 +13,7 @@
  * when M is 0.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "flamingo.h"
+#include "common.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -44,56 +44,6 @@ static struct {
     flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
 } F;
 
-/* ---- reporting ---------------------------------------------------------- */
-
-static int n_passed, n_failed;
-static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void check_(int ok, const char *file, int line, const char *fmt, ...) {
-    pthread_mutex_lock(&report_mu);
-    if (ok) {
-        n_passed++;
-    } else {
-        va_list ap;
-        n_failed++;
-        fprintf(stderr, "FAIL %s:%d: ", file, line);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-    }
-    pthread_mutex_unlock(&report_mu);
-}
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
-
-static const char *sname(flamingo_status s) {
-    static const char *names[] = {
-        "OK", "INVALID_ARGUMENT", "IO", "INVALID_FORMAT", "UNSUPPORTED", "OUT_OF_MEMORY",
-        "BACKEND", "NOT_FOUND", "BUFFER_TOO_SMALL", "CANCELLED", "INTERNAL"};
-    return ((int)s >= 0 && (int)s <= 10) ? names[s] : "<unknown>";
-}
-
-/* Checks that `got` is `want` and, for an error, that a message is set. */
-#define CHECK_STATUS(got, want, what)                                                      \
-    do {                                                                                   \
-        flamingo_status got_ = (got), want_ = (want);                                      \
-        CHECK(got_ == want_, "%s: got %s (%d), want %s [last error: %s]", (what),          \
-              sname(got_), (int)got_, sname(want_), F.last_error());                       \
-        if (want_ != FLAMINGO_OK && got_ == want_) {                                       \
-            const char *m_ = F.last_error();                                               \
-            CHECK(m_ != NULL && m_[0] != '\0', "%s: empty flamingo_last_error()", (what)); \
-        }                                                                                  \
-    } while (0)
-
-/* A recognisable byte pattern for "untouched" checks. */
-#define SENTINEL 0xA5
-static void fill(void *p, size_t n) { memset(p, SENTINEL, n); }
-static int untouched(const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != SENTINEL) return 0;
-    return 1;
-}
 static int nul_terminated(const char *s, size_t cap) { return memchr(s, 0, cap) != NULL; }
 
 /* ---- logging ------------------------------------------------------------ */
@@ -528,8 +478,10 @@ static void check_info_sane(const flamingo_model_info *i, const char *dir) {
         CHECK(i->vision_tokens == g * g || i->vision_tokens == g * g + 1,
               "info: vision_tokens %u for a %ux%u grid", i->vision_tokens, g, g);
     }
-    CHECK(i->vision_width > 0 && i->vision_layers > 0 && i->vision_heads > 0 &&
-          i->vision_width % i->vision_heads == 0,
+    int nfnet = strcmp(i->vision_kind, "nfnet") == 0;
+    CHECK(nfnet || strcmp(i->vision_kind, "clip_vit") == 0, "info: vision_kind \"%.32s\"", i->vision_kind);
+    CHECK(i->vision_width > 0 && i->vision_layers > 0 &&
+          (nfnet ? i->vision_heads == 0 : i->vision_heads > 0 && i->vision_width % i->vision_heads == 0),
           "info: vision width %u layers %u heads %u", i->vision_width, i->vision_layers, i->vision_heads);
     CHECK(i->resampler_depth > 0 && i->resampler_heads > 0 && i->resampler_dim_head > 0 && i->num_latents > 0,
           "info: resampler depth %u heads %u dim_head %u latents %u", i->resampler_depth,
@@ -738,13 +690,6 @@ static void test_fixture(const char *dir) {
 
 /* ---- main --------------------------------------------------------------- */
 
-#define RESOLVE(field, name)                                                   \
-    do {                                                                       \
-        void *p_ = dlsym(lib, name);                                           \
-        CHECK(p_ != NULL, "dlsym(%s): %s", name, p_ ? "" : dlerror());         \
-        if (!p_) missing++;                                                    \
-        memcpy(&F.field, &p_, sizeof p_); /* object -> function pointer */     \
-    } while (0)
 
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {

@@ -18,7 +18,7 @@
  * is 0 only when M is 0.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "flamingo.h"
+#include "common.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -52,75 +52,8 @@ static struct {
                                         size_t *, flamingo_stop_reason *);
 } F;
 
-/* ---- reporting ---------------------------------------------------------- */
-
-static int n_passed, n_failed;
-static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
-static const char *current_fixture = "";
-
-static void check_(int ok, const char *file, int line, const char *fmt, ...) {
-    pthread_mutex_lock(&report_mu);
-    if (ok) {
-        n_passed++;
-    } else {
-        va_list ap;
-        n_failed++;
-        fprintf(stderr, "FAIL %s:%d: %s%s", file, line, current_fixture, current_fixture[0] ? ": " : "");
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-    }
-    pthread_mutex_unlock(&report_mu);
-}
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
-
-static const char *sname(flamingo_status s) {
-    static const char *names[] = {
-        "OK", "INVALID_ARGUMENT", "IO", "INVALID_FORMAT", "UNSUPPORTED", "OUT_OF_MEMORY",
-        "BACKEND", "NOT_FOUND", "BUFFER_TOO_SMALL", "CANCELLED", "INTERNAL"};
-    return ((int)s >= 0 && (int)s <= 10) ? names[s] : "<unknown>";
-}
-
-#define CHECK_STATUS(got, want, what)                                                      \
-    do {                                                                                   \
-        flamingo_status got_ = (got), want_ = (want);                                      \
-        CHECK(got_ == want_, "%s: got %s (%d), want %s [last error: %s]", (what),          \
-              sname(got_), (int)got_, sname(want_), F.last_error());                       \
-        if (want_ != FLAMINGO_OK && got_ == want_) {                                       \
-            const char *m_ = F.last_error();                                               \
-            CHECK(m_ != NULL && m_[0] != '\0', "%s: empty flamingo_last_error()", (what)); \
-        }                                                                                  \
-    } while (0)
-
-#define SENTINEL 0xA5
-static void fill(void *p, size_t n) { memset(p, SENTINEL, n); }
-static int untouched(const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != SENTINEL) return 0;
-    return 1;
-}
-
 static flamingo_session *const SESSION_SENTINEL = (flamingo_session *)(uintptr_t)0xA5A5A5A5u;
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) { perror("malloc"); exit(2); }
-    return p;
-}
-
-/* max|a - ref| / max|ref|; +inf when a value is not finite. */
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        double d = fabs((double)a[i] - (double)ref[i]);
-        if (d > num) num = d;
-        if (fabs((double)ref[i]) > den) den = fabs((double)ref[i]);
-    }
-    return den > 0 ? num / den : num;
-}
 #define TOL 1e-4
 
 static int same_ids(const int32_t *a, const int32_t *b, size_t n) {
@@ -149,22 +82,6 @@ typedef struct {
     size_t n_opt[N_OPT];
     int32_t *opt[N_OPT];
 } refdata;
-
-static void *read_bin(const char *dir, const char *name, size_t want_bytes) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) { perror(p); exit(2); }
-    void *buf = xmalloc(want_bytes);
-    size_t got = fread(buf, 1, want_bytes, f);
-    int extra = fgetc(f) != EOF;
-    fclose(f);
-    if (got != want_bytes || extra) {
-        fprintf(stderr, "%s: expected %zu bytes\n", p, want_bytes);
-        exit(2);
-    }
-    return buf;
-}
 
 static void load_ref(const char *dir, refdata *r) {
     memset(r, 0, sizeof *r);
@@ -1257,13 +1174,6 @@ static void test_fixture(const char *dir, const char *refdir) {
 
 /* ---- main --------------------------------------------------------------- */
 
-#define RESOLVE(field, name)                                                   \
-    do {                                                                       \
-        void *p_ = dlsym(lib, name);                                           \
-        CHECK(p_ != NULL, "dlsym(%s): %s", name, p_ ? "" : dlerror());         \
-        if (!p_) missing++;                                                    \
-        memcpy(&F.field, &p_, sizeof p_); /* object -> function pointer */     \
-    } while (0)
 
 int main(int argc, char **argv) {
     if (argc != 2 && argc != 4) {

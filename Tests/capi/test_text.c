@@ -31,7 +31,7 @@
  * when M is 0.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "flamingo.h"
+#include "common.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -70,59 +70,6 @@ static struct {
                                           float *, size_t);
     flamingo_status (*model_preprocess_image)(const flamingo_model *, const flamingo_media *, float *, size_t);
 } F;
-
-/* ---- reporting ---------------------------------------------------------- */
-
-static int n_passed, n_failed;
-static const char *current_fixture = "";
-
-static void check_(int ok, const char *file, int line, const char *fmt, ...) {
-    if (ok) {
-        n_passed++;
-        return;
-    }
-    va_list ap;
-    n_failed++;
-    fprintf(stderr, "FAIL %s:%d: %s%s", file, line, current_fixture, current_fixture[0] ? ": " : "");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-#define CHECK(cond, ...) check_((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
-
-static const char *sname(flamingo_status s) {
-    static const char *names[] = {
-        "OK", "INVALID_ARGUMENT", "IO", "INVALID_FORMAT", "UNSUPPORTED", "OUT_OF_MEMORY",
-        "BACKEND", "NOT_FOUND", "BUFFER_TOO_SMALL", "CANCELLED", "INTERNAL"};
-    return ((int)s >= 0 && (int)s <= 10) ? names[s] : "<unknown>";
-}
-
-#define CHECK_STATUS(got, want, what)                                                      \
-    do {                                                                                   \
-        flamingo_status got_ = (got), want_ = (want);                                      \
-        CHECK(got_ == want_, "%s: got %s (%d), want %s [last error: %s]", (what),          \
-              sname(got_), (int)got_, sname(want_), F.last_error());                       \
-        if (want_ != FLAMINGO_OK && got_ == want_) {                                       \
-            const char *m_ = F.last_error();                                               \
-            CHECK(m_ != NULL && m_[0] != '\0', "%s: empty flamingo_last_error()", (what)); \
-        }                                                                                  \
-    } while (0)
-
-#define SENTINEL 0xA5
-static void fill(void *p, size_t n) { memset(p, SENTINEL, n); }
-static int untouched(const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != SENTINEL) return 0;
-    return 1;
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) { perror("malloc"); exit(2); }
-    return p;
-}
 
 /* 1 when buf[0..n) is valid UTF-8 (no overlongs, surrogates or values above
  * U+10FFFF) and ends on a character boundary. */
@@ -1227,13 +1174,6 @@ static void test_fixture(const char *dir, const char *refdir, const char *images
     current_fixture = "";
 }
 
-#define RESOLVE(field, name)                                                   \
-    do {                                                                       \
-        void *p_ = dlsym(lib, name);                                           \
-        CHECK(p_ != NULL, "dlsym(%s): %s", name, p_ ? "" : dlerror());         \
-        if (!p_) missing++;                                                    \
-        memcpy(&F.field, &p_, sizeof p_); /* object -> function pointer */     \
-    } while (0)
 
 int main(int argc, char **argv) {
     if (argc != 2 && argc != 5) {

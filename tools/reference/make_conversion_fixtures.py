@@ -706,8 +706,10 @@ def tokenizer_cases(base_dir: Path):
 
 def main():
     mf.load_mosaic_gpt()  # fails early if the mosaicml/examples copy is missing
-    if OUT.exists():
-        shutil.rmtree(OUT)
+    # paper_nfnet/ belongs to make_paper_fixture.py: everything else is regenerated
+    for p in OUT.iterdir() if OUT.exists() else []:
+        if p.name != "paper_nfnet":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     (OUT / "vision").mkdir(parents=True)
 
     clip_model, lp = make_tiny_clip()
@@ -730,7 +732,7 @@ def main():
     files = {}
     total = 0
     for p in sorted(OUT.rglob("*")):
-        if p.is_file():
+        if p.is_file() and not p.relative_to(OUT).as_posix().startswith("paper_nfnet/"):
             files[p.relative_to(OUT).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256(p)}
             total += p.stat().st_size
     manifest = {

@@ -5,7 +5,7 @@ import Glibc
 public final class Flamingo: @unchecked Sendable {
     public let model: Model
     public let config: ModelConfig
-    let vision: VisionTransformer
+    let vision: VisionEncoder
     let resampler: PerceiverResampler
     let lm: LanguageModel
     /// Gated cross-attention block before decoder layer i, if any.
@@ -17,7 +17,7 @@ public final class Flamingo: @unchecked Sendable {
         self.model = model
         let c = model.config
         config = c
-        vision = try VisionTransformer(model, config: c.vision, prefix: "vision_encoder")
+        vision = try c.vision.load(model, prefix: "vision_encoder")
         resampler = try PerceiverResampler(model, config: c.resampler, prefix: "perceiver")
         lm = try LanguageModel(model, config: c.languageModel, prefix: "lang_encoder")
         tokenizer = try Self.loadTokenizer(model)

@@ -20,7 +20,7 @@ public struct ModelConfig: Equatable, Sendable {
     public var architecture: String
     public var weightFiles: [String]?
     public var tokenizerFile: String
-    public var vision: VisionTransformerConfig
+    public var vision: VisionEncoderConfig
     public var resampler: PerceiverResamplerConfig
     public var crossAttention: GatedCrossAttentionConfig
     public var languageModel: LanguageModelConfig
@@ -51,7 +51,7 @@ public struct ModelConfig: Equatable, Sendable {
             throw FlamingoError.invalidFormat("config.json: tokenizer must be a plain file name in the model directory")
         }
 
-        var v = try r.child("vision"); vision = try VisionTransformerConfig(&v); try v.finish()
+        var v = try r.child("vision"); vision = try VisionEncoderConfig(&v); try v.finish()
         var p = try r.child("resampler"); resampler = try PerceiverResamplerConfig(&p); try p.finish()
         var x = try r.child("cross_attention"); crossAttention = try GatedCrossAttentionConfig(&x); try x.finish()
         var l = try r.child("language_model"); languageModel = try LanguageModelConfig(&l); try l.finish()

@@ -110,12 +110,13 @@ public struct NFNetConfig: Equatable, Sendable {
     /// The "vision" object of config.json with "kind": "nfnet" (keys: docs/nfnet.md).
     public init(json: JSON, path: String = "vision") throws {
         var r = try ConfigReader(json, path: path)
+        _ = try r.string("kind", oneOf: ["nfnet"])
         try self.init(&r)
         try r.finish()
     }
 
+    /// The keys after "kind" (read by the caller).
     init(_ r: inout ConfigReader) throws {
-        _ = try r.string("kind", oneOf: ["nfnet"])
         var base = NFNetConfig(depths: [1, 2, 6, 3])
         if r.has("variant") {
             let v = try r.string("variant")

@@ -19,7 +19,6 @@ public struct VisionTransformerConfig: Equatable, Sendable {
     public var numPatches: Int { gridSize * gridSize }
 
     init(_ r: inout ConfigReader) throws {
-        _ = try r.string("kind", oneOf: ["clip_vit"])
         imageSize = try r.int("image_size", max: 4096)
         patchSize = try r.int("patch_size", max: 4096)
         width = try r.int("width")

@@ -1377,7 +1377,12 @@ class Media:
     * ``Media.pixels(floats)``: a preprocessed image [3][S][S] (as from
       :meth:`Model.preprocess_image`);
     * ``Media.visual_tokens(floats)``: its visual tokens
-      [num_latents][visual_dim] (as from :meth:`Model.encode_images`).
+      [num_latents][visual_dim] (as from :meth:`Model.encode_images`);
+    * ``Media.frames(images)``: a video, its frames in order (each any of
+      the image kinds above but visual tokens; a numpy float array
+      [F, 3, S, S] gives F preprocessed frames);
+    * ``Media.frame_dir(path)``: a video, the .jpg/.jpeg/.png files of a
+      directory in file-name order.
 
     Images are decoded (EXIF orientation applied, grayscale/CMYK/alpha
     converted as Pillow does), resized and normalised exactly as the
@@ -1389,6 +1394,8 @@ class Media:
     RGB = _lib.FLAMINGO_MEDIA_RGB
     PIXELS = _lib.FLAMINGO_MEDIA_PIXELS
     VISUAL_TOKENS = _lib.FLAMINGO_MEDIA_VISUAL_TOKENS
+    FRAMES = _lib.FLAMINGO_MEDIA_FRAMES
+    FRAME_DIR = _lib.FLAMINGO_MEDIA_FRAME_DIR
 
     __slots__ = ("kind", "path", "data", "width", "height", "channels")
 
@@ -1398,8 +1405,9 @@ class Media:
         self.width, self.height, self.channels = width, height, channels
 
     def __repr__(self) -> str:
-        names = {0: "file", 1: "encoded", 2: "rgb", 3: "pixels", 4: "visual_tokens"}
-        detail = repr(self.path) if self.kind == Media.FILE else f"{self.width}x{self.height}x{self.channels}" \
+        names = {0: "file", 1: "encoded", 2: "rgb", 3: "pixels", 4: "visual_tokens", 5: "frames", 6: "frame_dir"}
+        detail = repr(self.path) if self.kind in (Media.FILE, Media.FRAME_DIR) else \
+            f"{len(self.data)} frames" if self.kind == Media.FRAMES else f"{self.width}x{self.height}x{self.channels}" \
             if self.kind == Media.RGB else f"{type(self.data).__name__}"
         return f"<flamingo.Media {names.get(self.kind, self.kind)} {detail}>"
 
@@ -1422,6 +1430,21 @@ class Media:
     @classmethod
     def visual_tokens(cls, data: Any) -> "Media":
         return cls(cls.VISUAL_TOKENS, data=data)
+
+    @classmethod
+    def frames(cls, frames: Any) -> "Media":
+        """A video: `frames` is a sequence of images (anything :meth:`of`
+        accepts except visual tokens) or a float array [F, 3, S, S]."""
+        items = [cls.of(f) for f in frames]
+        if not items:
+            raise ValueError("a video needs at least one frame")
+        if any(m.kind in (cls.FRAMES, cls.FRAME_DIR) for m in items):
+            raise ValueError("a video frame cannot itself be a video")
+        return cls(cls.FRAMES, data=items)
+
+    @classmethod
+    def frame_dir(cls, path: Union[str, "os.PathLike[str]"]) -> "Media":
+        return cls(cls.FRAME_DIR, path=os.fspath(path))
 
     @classmethod
     def of(cls, image: Any) -> "Media":
@@ -1462,8 +1485,11 @@ class Media:
                 return cls.pixels(a)
             if a.ndim == 2:
                 return cls.visual_tokens(a)
+            if a.ndim == 4 and a.shape[1] == 3:
+                return cls.frames(list(a))
             raise ValueError(
-                f"a float array must be a preprocessed image [3, S, S] or visual tokens [num_latents, visual_dim], "
+                f"a float array must be a preprocessed image [3, S, S], video frames [F, 3, S, S] or visual "
+                f"tokens [num_latents, visual_dim], "
                 f"not {a.shape}"
             )
         raise TypeError(f"cannot use a numpy array of {a.dtype} as an image (uint8 pixels or float32)")
@@ -1496,7 +1522,7 @@ class _MediaStruct:
         c.struct_size = ctypes.sizeof(c)
         c.kind = m.kind
         keep: List[Any] = []
-        if m.kind == Media.FILE:
+        if m.kind in (Media.FILE, Media.FRAME_DIR):
             raw = os.fsencode(m.path)
             if b"\0" in raw:
                 raise ValueError("path contains a NUL byte")
@@ -1513,6 +1539,12 @@ class _MediaStruct:
             keep.append(buf)
             c.data = ctypes.cast(buf, ctypes.c_void_p) if n else None
             c.size = n
+        elif m.kind == Media.FRAMES:
+            frames = [_MediaStruct(f) for f in m.data]
+            arr = (_lib.flamingo_media * len(frames))(*[f.c for f in frames])
+            keep += [frames, arr]
+            c.data = ctypes.cast(arr, ctypes.c_void_p)
+            c.size = len(frames)
         else:  # an unknown kind: passed through for the library to reject
             c.path = None
         self.c, self._keep = c, keep

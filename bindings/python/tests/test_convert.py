@@ -566,3 +566,55 @@ def test_reader_matches_torch():
     ref = torch.jit.load(str(root / "vision" / "openai_tiny.pt"), map_location="cpu").state_dict()
     for k, v in ref.items():
         assert k in mine and np.array_equal(mine[k].float32(), v.float().numpy()), k
+
+
+# ---- the Flamingo-paper configuration: a timm NFNet state dict -------------------
+
+
+def paper_media(ref, frames_per_media):
+    px = ref["input.pixels"]
+    per = len(px) // px.shape[0]
+    frames = [flamingo.Media.pixels(px.data[i * per:(i + 1) * per]) for i in range(px.shape[0])]
+    items, at = [], 0
+    for f in frames_per_media:
+        items.append(frames[at] if f == 1 else flamingo.Media.frames(frames[at:at + f]))
+        at += f
+    return items
+
+
+def test_nfnet_video_model_converts_and_matches_pytorch(tmp_path):
+    e = expected("paper_nfnet")
+    out = convert("paper_nfnet", tmp_path / "model")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["vision"]["kind"] == "nfnet"
+    assert cfg["preprocess"]["mean"] == [0.485, 0.456, 0.406]
+    assert {k: cfg["resampler"][k] for k in e["resampler"]} == e["resampler"]
+    names = safetensors_io.read(out / "model.safetensors")[0]
+    assert not any(n.startswith("vision_encoder.head.") for n in names)
+    ref = read(conv_dir() / "paper_nfnet" / "reference.safetensors")
+    L = len(ref["input.input_ids"])
+    with flamingo.Model(out) as m, m.session() as s:
+        last = s.set_prompt(e["prompt"], paper_media(ref, e["frames_per_media"]))
+        assert len(s) == L
+        assert rel_err(last, ref["logits"].row(L - 1)) <= TOL
+
+
+def test_nfnet_structure_mismatch(tmp_path, capsys):
+    arch = json.loads((conv_dir() / "paper_nfnet" / "nfnet_arch.json").read_text())
+    arch["depths"] = [1, 2, 2, 1]
+    bad = tmp_path / "arch.json"
+    bad.write_text(json.dumps(arch))
+    err = conversion_error("paper_nfnet", tmp_path, capsys, **{"vision-arch": str(bad)})
+    assert "blocks per stage [1, 2, 1, 1]" in err
+
+
+def test_nfnet_variant_names_and_image_size():
+    from flamingo.convert import nfnet
+    assert nfnet.parse_arch("dm_nfnet_f6", 320) == {"kind": "nfnet", "variant": "f6", "image_size": 320}
+    assert nfnet.parse_arch("f0", None)["image_size"] == 256
+    assert nfnet.parse_arch("ViT-L-14", None) is None
+
+
+def test_image_size_flag_is_nfnet_only(tmp_path, capsys):
+    err = conversion_error("of3b_mpt1b", tmp_path, capsys, **{"vision-image-size": 64})
+    assert "NFNet" in err

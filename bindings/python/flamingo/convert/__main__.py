@@ -54,15 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     o = sub.add_parser("openflamingo", help="convert an OpenFlamingo model (v2 releases and v1 OpenFlamingo-9B)")
     o.add_argument("--vision", required=True, type=Path,
                    help="CLIP weights: OpenAI's TorchScript archive (ViT-L-14.pt) or an open_clip state dict "
-                        "(.pt/.bin torch.save, or .safetensors; keys visual.*)")
+                        "(.pt/.bin torch.save, or .safetensors; keys visual.*); or a timm NFNet state dict")
     o.add_argument("--vision-arch", required=True,
-                   help="open_clip model config name (e.g. ViT-L-14) or the path of a model-config JSON")
+                   help="open_clip model config name (e.g. ViT-L-14) or the path of a model-config JSON; "
+                        "NFNet: dm_nfnet_f0 … dm_nfnet_f6, or a JSON of config.json's vision object with kind nfnet")
     o.add_argument("--lm", required=True, type=Path, help="Hugging Face directory of the language model")
     o.add_argument("--checkpoint", required=True, type=Path, help="the release's checkpoint.pt")
     o.add_argument("--cross-attn-every-n-layers", required=True, type=int, metavar="N")
     o.add_argument("--out", required=True, type=Path, help="output model directory")
     o.add_argument("--dtype", choices=sorted(_DTYPES), help="convert floating weights (default: keep each tensor's dtype)")
     o.add_argument("--tokenizer", type=Path, help="a tokenizer.json to use instead of the one in --lm")
+    o.add_argument("--vision-image-size", type=int, metavar="PIXELS",
+                   help="NFNet encoders: input size (default: the variant's timm test size; the Flamingo paper: 320)")
     o.add_argument("--vision-activation", choices=["quick_gelu", "gelu"],
                    help="default quick_gelu (OpenAI CLIP weights) unless the arch config says quick_gelu: false")
     o.add_argument("--media-semantics", choices=["current", "v1"], default="current",
@@ -105,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    dtype=_DTYPES.get(args.dtype) if args.dtype else None, tokenizer=args.tokenizer,
                    vision_activation=args.vision_activation, media_semantics=args.media_semantics,
                    resampler=resampler, xattn=xattn, new_rows=args.new_rows, max_shard_bytes=args.max_shard_size,
-                   force=args.force)
+                   force=args.force, vision_image_size=args.vision_image_size)
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         result = convert(opts, log=log)

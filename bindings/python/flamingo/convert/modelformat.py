@@ -3,7 +3,7 @@ Sources/FlamingoCore/Model/*: the converter checks its output against it before 
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .lm import LAYERS_PATH
 
@@ -134,8 +134,14 @@ def language_model(c: dict, p: str = "lang_encoder") -> Shapes:
     return out
 
 
-def expected(config: dict) -> Shapes:
-    out = vision(config["vision"])
+def expected(config: dict, vision_shapes: Optional[Shapes] = None) -> Shapes:
+    """`vision_shapes`: the NFNet's tensors as given (its geometry is checked by the engine)."""
+    if config["vision"].get("kind") == "nfnet":
+        if vision_shapes is None:
+            raise ValueError("an NFNet config needs vision_shapes")
+        out = dict(vision_shapes)
+    else:
+        out = vision(config["vision"])
     out.update(resampler(config["resampler"]))
     lmc = config["language_model"]
     out.update(language_model(lmc))

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import lm as lm_mod
-from . import modelformat, safetensors_io, tokenizer as tok_mod, vision as vision_mod
+from . import modelformat, nfnet as nfnet_mod, safetensors_io, tokenizer as tok_mod, vision as vision_mod
 from .errors import ConversionError, listing, natural_key
 from .tensors import STORABLE, Tensor, cast, float32_to_bf16, same_values, storable, to_float32
 
@@ -54,6 +54,7 @@ class Options:
     new_rows: str = "zeros"  # grown output-head rows (LLaMA): zeros | mean
     max_shard_bytes: int = DEFAULT_SHARD_BYTES
     force: bool = False
+    vision_image_size: Optional[int] = None  # NFNet only: input size (default: the variant's)
 
 
 @dataclass
@@ -293,6 +294,43 @@ def _shard(names: List[str], tensors: Dict[str, Tensor], max_bytes: int) -> List
     return shards
 
 
+def _vision(opts: Options, notes: List[str], log) -> Tuple[dict, Dict[str, Tensor], int, dict, str, str]:
+    """(config.json "vision", vision_encoder.* tensors, feature width, "preprocess", arch source, file kind)."""
+    nf = nfnet_mod.parse_arch(opts.vision_arch, opts.vision_image_size)
+    if nf is not None:
+        raw, kind = vision_mod.read_any(opts.vision, "--vision")
+        vis, width, vnotes = nfnet_mod.read_nfnet(raw, opts.vision, nf)
+        notes += vnotes
+        _log(log, f"vision: NFNet {opts.vision} ({kind}, {len(vis)} tensors, {width}-d features)")
+        pre = {"image_size": nf["image_size"], "resize": "bicubic", "crop": "center",
+               "mean": nfnet_mod.IMAGENET_MEAN, "std": nfnet_mod.IMAGENET_STD}
+        return nf, vis, width, pre, "timm NFNet", kind
+    if opts.vision_image_size is not None:
+        raise ConversionError("--vision-image-size applies to NFNet encoders only (a CLIP ViT's size is in its arch)")
+    arch, arch_src = vision_mod.load_arch(opts.vision_arch)
+    _log(log, f"vision arch {opts.vision_arch}: {arch_src}")
+    vis, vis_kind, vnotes = vision_mod.read_vision(opts.vision, arch)
+    notes += vnotes
+    _log(log, f"vision weights: {opts.vision} ({vis_kind}, {len(vis)} tensors)")
+    if opts.vision_activation is not None:
+        activation = opts.vision_activation
+    elif arch["quick_gelu"] is False:
+        activation = "gelu"
+    else:
+        activation = "quick_gelu"
+        if arch["quick_gelu"] is None:
+            notes.append("vision: activation quick_gelu (OpenAI CLIP weights, as open_clip loads pretrained='openai'; "
+                         "pass --vision-activation gelu for other weights)")
+    if activation not in ("quick_gelu", "gelu"):
+        raise ConversionError(f"--vision-activation must be quick_gelu or gelu (got {activation})")
+    cfg = {"kind": "clip_vit", "image_size": arch["image_size"], "patch_size": arch["patch_size"],
+           "width": arch["width"], "layers": arch["layers"], "heads": arch["heads"], "mlp_dim": arch["mlp_dim"],
+           "activation": activation, "layer_norm_eps": arch["layer_norm_eps"], "ln_post_on_tokens": False}
+    pre = {"image_size": arch["image_size"], "resize": "bicubic", "crop": "center",
+           "mean": OPENAI_CLIP_MEAN, "std": OPENAI_CLIP_STD}
+    return cfg, vis, arch["width"], pre, arch_src, vis_kind
+
+
 def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Result:
     notes: List[str] = []
     if opts.cross_attn_every_n_layers < 1:
@@ -310,22 +348,7 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
         raise ConversionError(f"--out {out_dir}: directory is not empty (use --force to overwrite)")
 
     # ---- vision
-    arch, arch_src = vision_mod.load_arch(opts.vision_arch)
-    _log(log, f"vision arch {opts.vision_arch}: {arch_src}")
-    vis, vis_kind, vnotes = vision_mod.read_vision(opts.vision, arch)
-    notes += vnotes
-    _log(log, f"vision weights: {opts.vision} ({vis_kind}, {len(vis)} tensors)")
-    if opts.vision_activation is not None:
-        activation = opts.vision_activation
-    elif arch["quick_gelu"] is False:
-        activation = "gelu"
-    else:
-        activation = "quick_gelu"
-        if arch["quick_gelu"] is None:
-            notes.append("vision: activation quick_gelu (OpenAI CLIP weights, as open_clip loads pretrained='openai'; "
-                         "pass --vision-activation gelu for other weights)")
-    if activation not in ("quick_gelu", "gelu"):
-        raise ConversionError(f"--vision-activation must be quick_gelu or gelu (got {activation})")
+    vision_cfg, vis, visual_dim, preprocess, arch_src, vis_kind = _vision(opts, notes, log)
 
     # ---- language model
     lm = lm_mod.read_lm(opts.lm)
@@ -350,7 +373,7 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
 
     # ---- checkpoint
     ck, resampler, unknowable = _checkpoint_tensors(opts, lm, V, dict(opts.resampler), dict(opts.xattn),
-                                                    arch["width"], notes)
+                                                    visual_dim, notes)
     _log(log, f"checkpoint: {opts.checkpoint} ({len(ck)} tensors)")
 
     # ---- assemble
@@ -371,12 +394,7 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
         "architecture": "openflamingo",
         "weights": [],
         "tokenizer": "tokenizer.json",
-        "vision": {
-            "kind": "clip_vit",
-            "image_size": arch["image_size"], "patch_size": arch["patch_size"], "width": arch["width"],
-            "layers": arch["layers"], "heads": arch["heads"], "mlp_dim": arch["mlp_dim"],
-            "activation": activation, "layer_norm_eps": arch["layer_norm_eps"], "ln_post_on_tokens": False,
-        },
+        "vision": vision_cfg,
         "resampler": {k: resampler[k] for k in ("dim", "depth", "heads", "dim_head", "num_latents", "ff_mult",
                                                  "max_num_media", "max_num_frames")},
         "cross_attention": {"every_n_layers": opts.cross_attn_every_n_layers, "heads": opts.xattn["heads"],
@@ -385,11 +403,10 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
         "language_model": _language_model_config(lm, V),
         "tokens": {"image": ids["image"], "endofchunk": ids["endofchunk"], "pad": ids["pad"], "bos": ids["bos"],
                    "eos": ids["eos"]},
-        "preprocess": {"image_size": arch["image_size"], "resize": "bicubic", "crop": "center",
-                       "mean": OPENAI_CLIP_MEAN, "std": OPENAI_CLIP_STD},
+        "preprocess": preprocess,
     }
 
-    expected = modelformat.expected(config)
+    expected = modelformat.expected(config, vision_shapes={n: t.shape for n, t in vis.items()})
     missing = set(expected) - set(tensors)
     extra = set(tensors) - set(expected)
     wrong = [f"{n} {list(tensors[n].shape)} != {list(expected[n])}" for n in expected
@@ -431,7 +448,7 @@ def convert(opts: Options, log: Optional[Callable[[str], None]] = None) -> Resul
                        "lm": str(opts.lm), "lm_family": lm.family, "lm_weights": lm.weight_files,
                        "tokenizer": tok_src, "checkpoint": str(opts.checkpoint)},
             "options": {"cross_attn_every_n_layers": opts.cross_attn_every_n_layers, "dtype": opts.dtype or "keep",
-                        "media_semantics": opts.media_semantics, "vision_activation": activation,
+                        "media_semantics": opts.media_semantics, "vision_activation": vision_cfg.get("activation"),
                         "resampler": opts.resampler, "xattn": opts.xattn, "new_rows": opts.new_rows},
             "dtypes": _dtype_counts(final),
             "notes": notes,
