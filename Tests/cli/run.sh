@@ -31,6 +31,12 @@ for m in mpt_tiny gpt_neox_tiny llama_tiny; do
   check "score $m" "$cli" score -m "$fx/$m" --prompt "<image>Output:" --image "$img" --candidate "a red square" --candidate "two cats"
 done
 check "bench" "$cli" bench -m "$fx/mpt_tiny" --decode 2
+ev=$fx/eval/tiny
+check "eval captioning" bash -c "\"$cli\" eval -m $fx/mpt_tiny --task captioning --train $ev/captions_train.json --test $ev/captions_test.json --shots 0,2 --max-new-tokens 4 --predictions --json - | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"metric\"] == \"CIDEr\" and [r[\"shots\"] for r in d[\"results\"]] == [0, 2] and len(d[\"results\"][1][\"predictions\"]) == 3'"
+check "eval vqa" "$cli" eval -m "$fx/mpt_tiny" --task vqa --train "$ev/vqa_train_questions.json" --train-annotations "$ev/vqa_train_annotations.json" --test "$ev/vqa_test_questions.json" --test-annotations "$ev/vqa_test_annotations.json" --shots 1 --demos fixed --limit 2
+check "eval classification" "$cli" eval -m "$fx/mpt_tiny" --task classification --train "$ev/classification_train.json" --test "$ev/classification_test.json" --shots 0,2
+check "eval bad task" fails_cleanly "$cli" eval -m "$fx/mpt_tiny" --task ranking --train "$ev/captions_train.json" --test "$ev/captions_test.json"
+check "eval too many shots" fails_cleanly "$cli" eval -m "$fx/mpt_tiny" --task captioning --train "$ev/captions_train.json" --test "$ev/captions_test.json" --shots 8
 check "missing model" fails_cleanly "$cli" info -m /nonexistent
 check "marker mismatch" fails_cleanly "$cli" generate -m "$fx/mpt_tiny" --prompt "<image>x"
 check "bad image" fails_cleanly "$cli" caption -m "$fx/mpt_tiny" "$fx/mpt_tiny/config.json"
