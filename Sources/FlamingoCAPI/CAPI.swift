@@ -158,9 +158,9 @@ final class ModelHandle {
     let model: Model
     let flamingo: Flamingo
     let params: flamingo_model_params
-    init(model: Model, params: flamingo_model_params) throws {
+    init(model: Model, params: flamingo_model_params, backend: ComputeBackend) throws {
         self.model = model
-        self.flamingo = try Flamingo(model)
+        self.flamingo = try Flamingo(model, backend: backend)
         self.params = params
     }
 }
@@ -246,20 +246,22 @@ public func capiModelLoad(_ path: UnsafePointer<CChar>?, _ params: UnsafeRawPoin
         guard let path else { throw FlamingoError.invalidArgument("path is NULL") }
         guard let out else { throw FlamingoError.invalidArgument("out_model is NULL") }
         let p = try readParams(params, defaultModelParams(), "params")
-        let devices = Devices.all()
+        let backend: ComputeBackend
         switch Int(p.backend) {
         case FLAMINGO_BACKEND_CPU:
             guard p.device_index == -1 || p.device_index == 0 else {
                 throw FlamingoError.invalidArgument("device_index \(p.device_index) is not the CPU device (use -1 or 0)")
             }
+            backend = .cpu
         case FLAMINGO_BACKEND_OPENCL:
-            throw FlamingoError.unsupported("the OpenCL backend cannot run models yet in this version (\(devices.count - 1) OpenCL device(s) found)")
+            guard p.device_index >= -1 else { throw FlamingoError.invalidArgument("device_index \(p.device_index) is negative") }
+            backend = try .openCL(device: p.device_index == -1 ? nil : String(p.device_index))
         default:
             throw FlamingoError.invalidArgument("unknown backend \(p.backend)")
         }
         guard let dir = String(validatingCString: path) else { throw FlamingoError.invalidArgument("path is not valid UTF-8") }
         if p.n_threads > 0 { Threads.set(Int(p.n_threads)) }
-        let handle = try ModelHandle(model: try Model(directory: dir), params: p)
+        let handle = try ModelHandle(model: try Model(directory: dir), params: p, backend: backend)
         out.pointee = models.register(handle)
     }
 }

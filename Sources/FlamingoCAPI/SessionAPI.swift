@@ -66,7 +66,7 @@ public func capiSessionInit(_ model: OpaquePointer?, _ params: UnsafeRawPointer?
         guard Int(p.n_ctx) <= maxLen else {
             throw FlamingoError.invalidArgument("n_ctx \(p.n_ctx) exceeds the model's max_seq_len \(maxLen)")
         }
-        out.pointee = sessions.register(SessionHandle(f.makeSequence(capacity: p.n_ctx == 0 ? maxLen : Int(p.n_ctx))))
+        out.pointee = sessions.register(SessionHandle(try f.makeSequence(capacity: p.n_ctx == 0 ? maxLen : Int(p.n_ctx))))
     }
 }
 
@@ -78,7 +78,7 @@ public func capiSessionCopy(_ session: OpaquePointer?, _ out: UnsafeMutablePoint
     capi("flamingo_session_copy") {
         let s = try sessions.get(session)
         guard let out else { throw FlamingoError.invalidArgument("out_copy is NULL") }
-        out.pointee = sessions.register(SessionHandle(s.sequence.copy()))
+        out.pointee = sessions.register(SessionHandle(try s.sequence.copy()))
     }
 }
 
@@ -87,13 +87,13 @@ public func capiSessionSetMedia(_ session: OpaquePointer?, _ visual: UnsafePoint
     capi("flamingo_session_set_media") {
         let seq = try sessions.get(session).sequence
         guard n >= 0 && n <= 1024 else { throw FlamingoError.invalidArgument("n_media \(n) must be in 0…1024") }
-        if n == 0 { seq.setMedia(nil, count: 0); return }
+        if n == 0 { try seq.setMedia(nil, count: 0); return }
         guard let visual else { throw FlamingoError.invalidArgument("visual_tokens is NULL") }
         let count = n * seq.flamingo.latentsPerMedia * seq.flamingo.visualWidth
         for i in 0..<count where !visual[i].isFinite {
             throw FlamingoError.invalidArgument("visual token value \(i) is not finite")
         }
-        seq.setMedia(visual, count: n)
+        try seq.setMedia(visual, count: n)
     }
 }
 
@@ -102,7 +102,7 @@ public func capiSessionSetImages(_ session: OpaquePointer?, _ pixels: UnsafePoin
     capi("flamingo_session_set_images") {
         let seq = try sessions.get(session).sequence
         let visual = try encode(seq.flamingo, pixels, n)
-        seq.setMedia(visual.p, count: n)
+        try seq.setMedia(visual.p, count: n)
     }
 }
 

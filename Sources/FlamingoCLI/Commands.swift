@@ -128,7 +128,7 @@ struct Score: ParsableCommand {
         try reportingErrors {
             let f = try options.load()
             guard let tokenizer = f.tokenizer else { throw FlamingoError.unsupported("the model has no tokenizer") }
-            let seq = f.makeSequence()
+            let seq = try f.makeSequence()
             try seq.setPrompt(prompt, media: image.map { .file($0) })
             let ids = try candidate.map { try tokenizer.encode($0, addSpecialTokens: false) }
             let scores = try seq.logLikelihoods(of: ids)
@@ -170,9 +170,9 @@ struct Bench: ParsableCommand {
             var t0 = clock()
             let visual = try f.encodeImages(pixels.p, count: images)
             let encode = clock() - t0
-            let seq = f.makeSequence()
+            let seq = try f.makeSequence()
             t0 = clock()
-            seq.setMedia(visual.p, count: images)
+            try seq.setMedia(visual.p, count: images)
             var logits = try seq.evaluate(tokens)
             let prefill = clock() - t0
             var steps: [Double] = []

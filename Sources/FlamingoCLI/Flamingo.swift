@@ -22,8 +22,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Compute backend: cpu or opencl.")
     var backend: String = "cpu"
 
-    @Option(help: "Device index from `flamingo devices` (-1: the backend's default).")
-    var device: Int = -1
+    @Option(help: "OpenCL device: an index from `flamingo devices` or a name substring (default: the first GPU; $FLAMINGO_DEVICE overrides).")
+    var device: String?
 
     @Option(help: "CPU threads (default: one per core).")
     var threads: Int?
@@ -32,10 +32,16 @@ struct ModelOptions: ParsableArguments {
     var json = false
 
     func load() throws -> Flamingo {
-        guard backend == "cpu" else {
-            throw FlamingoError.unsupported("the \(backend) backend cannot run models in this version; use --backend cpu")
+        let compute: ComputeBackend
+        switch backend {
+        case "cpu":
+            guard device == nil || device == "0" || device == "-1" else {
+                throw FlamingoError.invalidArgument("--device \(device ?? "") is not the CPU device; add --backend opencl")
+            }
+            compute = .cpu
+        case "opencl": compute = try .openCL(device: device == "-1" ? nil : device)
+        default: throw FlamingoError.invalidArgument("unknown backend \(backend) (cpu or opencl)")
         }
-        guard device == -1 || device == 0 else { throw FlamingoError.invalidArgument("device \(device) is not the CPU device (0)") }
         if let threads {
             guard threads > 0 else { throw FlamingoError.invalidArgument("--threads must be positive") }
             Threads.set(threads)
@@ -43,7 +49,7 @@ struct ModelOptions: ParsableArguments {
         guard let dir = model ?? getenv("FLAMINGO_MODEL").map({ String(cString: $0) }) else {
             throw FlamingoError.invalidArgument("no model: pass --model DIR or set FLAMINGO_MODEL")
         }
-        return try Flamingo(try Model(directory: dir))
+        return try Flamingo(try Model(directory: dir), backend: compute)
     }
 }
 
@@ -81,7 +87,7 @@ struct DecodingOptions: ParsableArguments {
 /// with a progress bar on stderr when it is a terminal.
 func complete(_ f: Flamingo, prompt: String, media: [MediaInput], config: GenerationConfig) throws -> (text: String, tokens: [Int]) {
     let progress = Progress(total: config.maxNewTokens, label: "generating")
-    let seq = f.makeSequence()
+    let seq = try f.makeSequence()
     try seq.setPrompt(prompt, media: media)
     let result = try Generator.generate(seq, config: config) { _ in progress.step(); return true }
     progress.finish()

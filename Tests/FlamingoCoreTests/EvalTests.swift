@@ -212,7 +212,7 @@ final class EvalTests: XCTestCase {
         let r = try runner(.captioning, beams: 1)
         let got = try r.run(shots: 2).predictions[1].text
         let (text, images) = try r.prompt(query: 1, shots: 2)
-        let seq = Self.flamingo.makeSequence()
+        let seq = try Self.flamingo.makeSequence()
         try seq.setPrompt(text, media: images.map { .file($0) })
         let out = try Generator.generate(seq, config: r.generationConfig())
         XCTAssertEqual(got, FewShot.postprocessCaption(try Self.flamingo.tokenizer!.decode(out.tokens, skipSpecialTokens: true)))

@@ -43,7 +43,7 @@ final class GenerationTests: XCTestCase {
         c.doSample = true
         c.seed = 7
         c.temperature = 0.8
-        let base = seq.copy()
+        let base = try seq.copy()
         let a = try Generator.generate(seq, config: c).tokens
         let b = try Generator.generate(base.copy(), config: c).tokens
         XCTAssertEqual(a, b, "same seed, same tokens")
@@ -143,9 +143,9 @@ extension GenerationTests {
                 let tokens = (0..<length).map { ids.int(at: r * length + $0) }
                 let valid = (0..<length).map { mask.int(at: r * length + $0) == 1 }
                 let images = zip(tokens, valid).filter { $0.0 == image && $0.1 }.count
-                let seq = flamingo.makeSequence()
+                let seq = try flamingo.makeSequence()
                 let visual = try withExtendedLifetime(pix) { try flamingo.encodeImages(pix.p + r * slots * imageFloats, count: images) }
-                seq.setMedia(visual.p, count: images)
+                try seq.setMedia(visual.p, count: images)
                 steps.append(Step(seq, tokens, valid: valid))
             }
             let logits = try flamingo.evaluate(steps, allLogits: true)

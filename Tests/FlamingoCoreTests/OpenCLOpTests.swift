@@ -38,7 +38,11 @@ final class OpenCLOpTests: XCTestCase {
     nonisolated(unsafe) static var shared: Result<OpenCLRuntime, Error>?
 
     /// The runtime of the tests, or XCTSkip when this machine has no OpenCL device.
-    func runtime() throws -> OpenCLRuntime {
+    func runtime() throws -> OpenCLRuntime { try Self.sharedRuntime() }
+
+    /// One runtime for every OpenCL test class of the run.
+    static func sharedRuntime() throws -> OpenCLRuntime {
+        setenv("POCL_CACHE_DIR", cacheRoot + "/pocl", 0)
         if Self.shared == nil {
             if fsup_cl_compute_available() == 0 || !Devices.all().contains(where: { $0.backend == .opencl }) {
                 throw XCTSkip("no OpenCL device on this machine (install an ICD such as pocl-opencl-icd to run these tests)")

@@ -10,7 +10,7 @@ final class PaperModelTests: XCTestCase {
     static let prompt = "<image>a red ball<|endofchunk|><image>two cats<|endofchunk|><image>a video of"
 
     /// The reference's frames as media items: two images, then the video.
-    func media(_ fx: ReferenceTests.Fixture) throws -> [MediaInput] {
+    static func media(_ fx: ReferenceTests.Fixture) throws -> [MediaInput] {
         let pixels = try fx.r("input.pixels").floats()
         let per = pixels.count / Self.framesPerMedia.reduce(0, +)
         var items: [MediaInput] = [], at = 0
@@ -26,11 +26,11 @@ final class PaperModelTests: XCTestCase {
         let fx = try ReferenceTests.Fixture("flamingo_paper_tiny")
         guard case .nfnet = fx.model.config.vision else { return XCTFail("vision.kind is not nfnet") }
         let flamingo = try Flamingo(fx.model)
-        let media = try media(fx)
+        let media = try Self.media(fx)
         let visual = try flamingo.visualTokens(for: media)
         assertReferenceClose(visual.p, try fx.r("resampler.out"), "visual tokens")
 
-        let seq = flamingo.makeSequence()
+        let seq = try flamingo.makeSequence()
         XCTAssertEqual(try flamingo.tokenize(prompt: Self.prompt, mediaCount: 3), try fx.ids("input.input_ids"))
         let logits = try seq.setPrompt(Self.prompt, media: media, allLogits: true)
         assertReferenceClose(logits.p, try fx.r("logits"), "logits")

@@ -16,7 +16,7 @@ final class PromptTests: XCTestCase {
             let ids = try f.r("input.input_ids")
             XCTAssertEqual(try flamingo.tokenize(prompt: prompt, mediaCount: 2), (0..<ids.count).map { ids.int(at: $0) }, name)
 
-            let seq = flamingo.makeSequence()
+            let seq = try flamingo.makeSequence()
             let logits = try seq.setPrompt(prompt, media: media, allLogits: true)
             let want = try f.r("logits")
             var maxDiff: Float = 0, maxRef: Float = 0
@@ -36,7 +36,7 @@ final class PromptTests: XCTestCase {
 
     func testMarkerCountMismatchAndBadMediaAreErrors() throws {
         let flamingo = try Flamingo(try Model(directory: fixturesDir + "/mpt_tiny"))
-        let seq = flamingo.makeSequence()
+        let seq = try flamingo.makeSequence()
         XCTAssertThrowsError(try seq.setPrompt("<image>A cat", media: [])) { e in
             XCTAssertTrue("\(e)".contains("1 <image> marker(s) but 0 media"), "\(e)")
         }

@@ -37,8 +37,8 @@ final class ReferenceTests: XCTestCase {
             let pixels = try r("input.pixels")
             let pix = Buffer(pixels.floats())
             let visual = try withExtendedLifetime(pix) { try flamingo.encodeImages(pix.p, count: pixels.shape[1]) }
-            let seq = flamingo.makeSequence()
-            seq.setMedia(visual.p, count: pixels.shape[1])
+            let seq = try flamingo.makeSequence()
+            try seq.setMedia(visual.p, count: pixels.shape[1])
             return (flamingo, seq)
         }
 
@@ -121,7 +121,7 @@ extension ReferenceTests {
         for name in FixtureTests.models {
             let f = try Fixture(name)
             let (_, full) = try f.sequenceWithImages()
-            let stepwise = full.copy()
+            let stepwise = try full.copy()
             let prompt = try f.ids("input.input_ids"), all = prompt + (try f.ids("greedy.ids"))
             let vocab = f.model.config.languageModel.vocabSize
             let fullLogits = try full.evaluate(all, allLogits: true)

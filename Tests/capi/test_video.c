@@ -9,7 +9,9 @@
  * (Tests/capi/dump_tensors.py). Checks the prompt's logits (max|Δ|/max|ref| ≤
  * 1e-4), the greedy continuation (exact), the visual tokens of
  * flamingo_model_encode_images for the two images, and the frame-count and
- * frame-kind errors. Last line "capi: N passed, M failed".
+ * frame-kind errors; then, when an OpenCL device exists, the same prompt on
+ * FLAMINGO_BACKEND_OPENCL (logits within 1e-3 of the reference, identical
+ * greedy tokens). Last line "capi: N passed, M failed".
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
@@ -20,6 +22,8 @@
 static struct {
     const char *(*last_error)(void);
     flamingo_status (*model_load)(const char *, const flamingo_model_params *, flamingo_model **);
+    flamingo_status (*model_default_params)(flamingo_model_params *, size_t);
+    flamingo_status (*device_count)(size_t *);
     void (*model_free)(flamingo_model *);
     flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
     flamingo_status (*session_init)(flamingo_model *, const flamingo_session_params *, flamingo_session **);
@@ -48,6 +52,30 @@ static char *read_text(const char *dir, const char *name) {
     return buf;
 }
 
+/* Evaluates the prompt on a new session of `model` and generates STEPS
+ * greedy tokens: checks them against the reference within `tol`. */
+static void check_prompt(flamingo_model *model, const char *prompt, const flamingo_media *media, size_t vocab,
+                         const float *want, const int32_t *greedy, double tol, const char *backend) {
+    flamingo_session *session = NULL;
+    CHECK_STATUS(F.session_init(model, NULL, &session), FLAMINGO_OK, "session_init");
+    if (!session) return;
+    float *logits = xmalloc(vocab * sizeof(float));
+    CHECK_STATUS(F.session_set_prompt(session, prompt, media, 3, logits, vocab), FLAMINGO_OK, "set_prompt");
+    double err = rel_err(logits, want, vocab);
+    CHECK(err <= tol, "%s: prompt logits: max|d|/max|ref| %.3g", backend, err);
+    flamingo_generate_params gp;
+    CHECK_STATUS(F.generate_default_params(&gp, sizeof gp), FLAMINGO_OK, "generate_default_params");
+    gp.max_new_tokens = STEPS;
+    gp.stop_at_endofchunk = 0;
+    int32_t out[STEPS];
+    size_t n = 0;
+    flamingo_stop_reason why;
+    CHECK_STATUS(F.session_generate(session, &gp, out, STEPS, &n, &why), FLAMINGO_OK, "generate");
+    CHECK(n == STEPS && memcmp(out, greedy, sizeof out) == 0, "%s: greedy continuation differs from the reference", backend);
+    F.session_free(session);
+    free(logits);
+}
+
 static flamingo_media pixels_item(const float *px, size_t count) {
     flamingo_media m;
     memset(&m, 0, sizeof m);
@@ -68,6 +96,8 @@ int main(int argc, char **argv) {
     int missing = 0;
     RESOLVE(last_error, "flamingo_last_error");
     RESOLVE(model_load, "flamingo_model_load");
+    RESOLVE(model_default_params, "flamingo_model_default_params");
+    RESOLVE(device_count, "flamingo_device_count");
     RESOLVE(model_free, "flamingo_model_free");
     RESOLVE(model_get_info, "flamingo_model_get_info");
     RESOLVE(session_init, "flamingo_session_init");
@@ -112,22 +142,10 @@ int main(int argc, char **argv) {
     media[2].data = frames;
     media[2].size = VIDEO_FRAMES;
 
+    check_prompt(model, prompt, media, vocab, want, greedy, 1e-4, "cpu");
     flamingo_session *session = NULL;
     CHECK_STATUS(F.session_init(model, NULL, &session), FLAMINGO_OK, "session_init");
-    float *logits = xmalloc(vocab * sizeof(float));
-    CHECK_STATUS(F.session_set_prompt(session, prompt, media, 3, logits, vocab), FLAMINGO_OK, "set_prompt");
-    double err = rel_err(logits, want, vocab);
-    CHECK(err <= 1e-4, "prompt logits: max|d|/max|ref| %.3g", err);
-
-    flamingo_generate_params gp;
-    CHECK_STATUS(F.generate_default_params(&gp, sizeof gp), FLAMINGO_OK, "generate_default_params");
-    gp.max_new_tokens = STEPS;
-    gp.stop_at_endofchunk = 0;
-    int32_t out[STEPS];
-    size_t n = 0;
-    flamingo_stop_reason why;
-    CHECK_STATUS(F.session_generate(session, &gp, out, STEPS, &n, &why), FLAMINGO_OK, "generate");
-    CHECK(n == STEPS && memcmp(out, greedy, sizeof out) == 0, "greedy continuation differs from the reference");
+    CHECK_STATUS(F.session_set_prompt(session, prompt, media, 3, NULL, 0), FLAMINGO_OK, "set_prompt");
 
     /* Errors leave the session as it was. */
     size_t before = 0, after = 0;
@@ -153,7 +171,25 @@ int main(int argc, char **argv) {
 
     F.session_free(session);
     F.model_free(model);
-    free(prompt); free(pixels); free(greedy); free(want); free(logits);
+
+    size_t devices = 0;
+    CHECK_STATUS(F.device_count(&devices), FLAMINGO_OK, "device_count");
+    if (devices > 1) {
+        flamingo_model_params mp;
+        CHECK_STATUS(F.model_default_params(&mp, sizeof mp), FLAMINGO_OK, "model_default_params");
+        mp.backend = FLAMINGO_BACKEND_OPENCL;
+        flamingo_model *dev = NULL;
+        CHECK_STATUS(F.model_load(argv[2], &mp, &dev), FLAMINGO_OK, "model_load (OpenCL)");
+        if (dev) check_prompt(dev, prompt, media, vocab, want, greedy, 1e-3, "opencl");
+        F.model_free(dev);
+        mp.device_index = 0; /* the CPU device is not an OpenCL device */
+        dev = NULL;
+        CHECK_STATUS(F.model_load(argv[2], &mp, &dev), FLAMINGO_ERROR_INVALID_ARGUMENT, "OpenCL on device 0");
+        CHECK(dev == NULL, "a failed load set *out_model");
+    } else {
+        printf("skip: no OpenCL device for the OpenCL half\n");
+    }
+    free(prompt); free(pixels); free(greedy); free(want);
     printf("capi: %d passed, %d failed\n", n_passed, n_failed);
     return n_failed ? 1 : 0;
 }

@@ -40,6 +40,18 @@ check "eval too many shots" fails_cleanly "$cli" eval -m "$fx/mpt_tiny" --task c
 check "missing model" fails_cleanly "$cli" info -m /nonexistent
 check "marker mismatch" fails_cleanly "$cli" generate -m "$fx/mpt_tiny" --prompt "<image>x"
 check "bad image" fails_cleanly "$cli" caption -m "$fx/mpt_tiny" "$fx/mpt_tiny/config.json"
-check "bad backend" fails_cleanly "$cli" info -m "$fx/mpt_tiny" --backend opencl
+check "bad backend" fails_cleanly "$cli" info -m "$fx/mpt_tiny" --backend cuda
+check "cpu backend with a device" fails_cleanly "$cli" info -m "$fx/mpt_tiny" --device 1
+if "$cli" devices | grep -q opencl; then
+  # the OpenCL backend gives the CPU's greedy caption
+  same_caption() {
+    local a b
+    a=$("$cli" caption -m "$fx/$1" --beams 1 --max-new-tokens 6 "$img") &&
+      b=$("$cli" caption -m "$fx/$1" --beams 1 --max-new-tokens 6 --backend opencl "$img") &&
+      [[ "$a" == "$b" ]] || { echo "cpu '$a' vs opencl '$b'"; return 1; }
+  }
+  for m in mpt_tiny gpt_neox_tiny llama_tiny; do check "opencl caption $m" same_caption "$m"; done
+  check "opencl bad device" fails_cleanly "$cli" info -m "$fx/mpt_tiny" --backend opencl --device no-such-device
+fi
 echo "cli: $passed passed, $failed failed"
 ((failed == 0))

@@ -56,7 +56,7 @@ public final class EvalRunner {
         poolIndex = Dictionary(dataset.train.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
         shareVisualTokens = flamingo.config.resampler.maxNumMedia == nil
         cache = VisualTokenCache(capacityBytes: settings.imageCacheBytes)
-        sequence = flamingo.makeSequence()
+        sequence = try flamingo.makeSequence()
         if dataset.task == .classification {
             classTokens = try dataset.classes.map { name in
                 let ids = try t.encode(name, addSpecialTokens: false)

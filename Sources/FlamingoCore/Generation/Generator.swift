@@ -112,7 +112,7 @@ public enum Generator {
         let penalty = { (length: Int) -> Float in powf(Float(length), c.lengthPenalty) }
         let dead: Float = -1e9
 
-        var running: [TokenSequence] = (0..<beams).map { _ in seq.copy() }
+        var running: [TokenSequence] = try (0..<beams).map { _ in try seq.copy() }
         var runningTokens = [[Int]](repeating: [], count: beams)
         var runningScores = [Float](repeating: dead, count: beams)
         runningScores[0] = 0
@@ -167,7 +167,7 @@ public enum Generator {
             // copies are taken before the beams advance together in one
             // batched step (the weights are read once for all beams).
             var used = Set<Int>()
-            running = next.map { cand in used.insert(cand.1).inserted ? running[cand.1] : running[cand.1].copy() }
+            running = try next.map { cand in used.insert(cand.1).inserted ? running[cand.1] : try running[cand.1].copy() }
             _ = try seq.flamingo.evaluate(zip(running, next).map { Step($0, [$1.2]) })
         }
 

@@ -13,7 +13,7 @@ extension TokenSequence {
             guard !cand.isEmpty else { throw FlamingoError.invalidArgument("an empty candidate cannot be scored") }
             var total = LogitsProcessing.logSoftmax(lastLogits)[cand[0]]
             if cand.count > 1 {
-                let branch = copy()
+                let branch = try copy()
                 let logits = try branch.evaluate(Array(cand.dropLast()), allLogits: true)
                 for i in 1..<cand.count {
                     let row = Array(UnsafeBufferPointer(start: logits.p + (i - 1) * vocab, count: vocab))

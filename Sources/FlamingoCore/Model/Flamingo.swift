@@ -1,32 +1,67 @@
 import Glibc
 
+/// Where a model's forward pass runs.
+public enum ComputeBackend {
+    /// SIMD kernels and OpenBLAS on the host.
+    case cpu
+    /// An OpenCL device: weights, activations, KV caches and media on the device.
+    case openCL(OpenCLRuntime)
+
+    /// The OpenCL backend on the device `spec` names (an index of
+    /// `Devices.all()`, a name substring, or nil for the default; the
+    /// FLAMINGO_DEVICE environment variable overrides it), sharing one
+    /// runtime (context, queue, compiled programs) per device in the process.
+    public static func openCL(device spec: String?) throws -> ComputeBackend {
+        .openCL(try OpenCLRuntime.shared(OpenCLDevice.select(spec)))
+    }
+}
+
 /// The whole model (spec/00 §2): vision encoder → Perceiver Resampler →
 /// gated cross-attention blocks interleaved with the frozen LM layers.
 public final class Flamingo: @unchecked Sendable {
     public let model: Model
     public let config: ModelConfig
-    let vision: VisionEncoder
+    /// The host vision encoder (nil when the device runs it).
+    let vision: VisionEncoder?
+    /// Host part of the resampler (time embeddings; the whole resampler on the CPU backend).
     let resampler: PerceiverResampler
-    let lm: LanguageModel
-    /// Gated cross-attention block before decoder layer i, if any.
-    let crossAttention: [GatedCrossAttention?]
+    /// The CPU backend's language model and gated cross-attention blocks.
+    let text: HostText?
+    /// The OpenCL backend's model.
+    let device: DeviceFlamingo?
     /// The model's tokenizer, when the directory has one.
     public let tokenizer: Tokenizer?
 
-    public init(_ model: Model) throws {
+    struct HostText {
+        let lm: LanguageModel
+        /// Gated cross-attention block before decoder layer i, if any.
+        let crossAttention: [GatedCrossAttention?]
+    }
+
+    public init(_ model: Model, backend: ComputeBackend = .cpu) throws {
         self.model = model
         let c = model.config
         config = c
-        vision = try c.vision.load(model, prefix: "vision_encoder")
         resampler = try PerceiverResampler(model, config: c.resampler, prefix: "perceiver")
-        lm = try LanguageModel(model, config: c.languageModel, prefix: "lang_encoder")
         tokenizer = try Self.loadTokenizer(model)
-        let blocks = Set(c.crossAttentionLayers)
-        crossAttention = try (0..<c.languageModel.layers).map { i in
-            guard blocks.contains(i) else { return nil }
-            return try GatedCrossAttention(model, config: c.crossAttention,
-                                           prefix: "lang_encoder.\(c.languageModel.layersPath).\(i).gated_cross_attn_layer",
-                                           latentsPerMedia: c.resampler.numLatents)
+        switch backend {
+        case .cpu:
+            device = nil
+            vision = try c.vision.load(model, prefix: "vision_encoder")
+            let lm = try LanguageModel(model, config: c.languageModel, prefix: "lang_encoder")
+            let blocks = Set(c.crossAttentionLayers)
+            let xattn = try (0..<c.languageModel.layers).map { i -> GatedCrossAttention? in
+                guard blocks.contains(i) else { return nil }
+                return try GatedCrossAttention(model, config: c.crossAttention,
+                                               prefix: "lang_encoder.\(c.languageModel.layersPath).\(i).gated_cross_attn_layer",
+                                               latentsPerMedia: c.resampler.numLatents)
+            }
+            text = HostText(lm: lm, crossAttention: xattn)
+        case .openCL(let rt):
+            let d = try DeviceFlamingo(model, runtime: rt)
+            device = d
+            vision = d.vision == nil ? try c.vision.load(model, prefix: "vision_encoder") : nil
+            text = nil
         }
     }
 
@@ -74,17 +109,34 @@ public final class Flamingo: @unchecked Sendable {
     public func encodeMedia(frames: [UnsafePointer<Float>], mediaIndex: Int) throws -> Buffer {
         let v = config.vision.numPatches, w = config.vision.width
         let features = Buffer(frames.count * v * w)
-        for (f, pixels) in frames.enumerated() {
-            let feats = vision(pixels)
-            (features.p + f * v * w).update(from: feats.p, count: v * w)
+        if let vision {
+            for (f, pixels) in frames.enumerated() {
+                let feats = vision(pixels)
+                (features.p + f * v * w).update(from: feats.p, count: v * w)
+            }
+        } else if let device, let feats = try device.features(frames) {
+            // The ViT ran on the device; the time embeddings are added on the host.
+            let all = try device.rt.download(feats.buffer, count: features.count)
+            features.p.update(from: all, count: features.count)
         }
-        return try resampler.resample(features.p, frames: frames.count, tokensPerFrame: v, mediaIndex: mediaIndex)
+        guard let device else {
+            return try resampler.resample(features.p, frames: frames.count, tokensPerFrame: v, mediaIndex: mediaIndex)
+        }
+        let x = try resampler.timeEmbedded(features.p, frames: frames.count, tokensPerFrame: v, mediaIndex: mediaIndex)
+        return try device.resample(x, tokens: frames.count * v)
     }
 
-    public func makeSequence(capacity: Int? = nil) -> TokenSequence {
-        let lmc = config.languageModel
-        return TokenSequence(self, cache: KVCache(layers: lmc.layers, capacity: capacity ?? lmc.maxSeqLen,
-                                             width: lmc.kvHeads * lmc.headDim))
+    /// Per decoder layer: no media keys/values.
+    var noMedia: [GatedCrossAttention.MediaKV?] { Array(repeating: nil, count: config.languageModel.layers) }
+
+    public func makeSequence(capacity: Int? = nil) throws -> TokenSequence {
+        let lmc = config.languageModel, n = capacity ?? lmc.maxSeqLen
+        guard let device else {
+            return TokenSequence(self, cache: KVCache(layers: lmc.layers, capacity: n, width: lmc.kvHeads * lmc.headDim))
+        }
+        // The host cache keeps only the bookkeeping; keys and values live on the device.
+        return TokenSequence(self, cache: KVCache(layers: 0, capacity: n, width: 0),
+                             device: try device.makeSequence(capacity: n))
     }
 }
 
@@ -108,7 +160,7 @@ extension Flamingo {
     /// media. Returns each sequence's logits (all rows or the last one).
     /// Nothing changes if any step is invalid.
     public func evaluate(_ steps: [Step], allLogits: Bool = false, observe: TokenSequence.Observer? = nil) throws -> [Buffer] {
-        guard let lead = steps.first else { return [] }
+        guard !steps.isEmpty else { return [] }
         guard Set(steps.map { ObjectIdentifier($0.sequence) }).count == steps.count else {
             throw FlamingoError.invalidArgument("a sequence appears twice in one batch")
         }
@@ -116,20 +168,52 @@ extension Flamingo {
             guard s.sequence.flamingo === self else { throw FlamingoError.invalidArgument("a sequence of another model is in the batch") }
             try s.sequence.validate(s)
         }
-        let lmc = config.languageModel, d = lmc.hiddenSize, vocab = lmc.vocabSize
+        let lmc = config.languageModel, vocab = lmc.vocabSize
         var segments: [BatchSegment] = [], textTimes: [[Int]] = [], row = 0
+        let before = steps.map { ($0.sequence.length, $0.sequence.lastLogits) }
         for s in steps {
             let (start, textTime) = try s.sequence.begin(s)
             segments.append(BatchSegment(rows: row..<(row + s.tokens.count), start: start, cache: s.sequence.cache))
             textTimes.append(textTime)
             row += s.tokens.count
         }
-        let rows = row, ws = lead.sequence.workspaceForStep
-        let x = lead.sequence.hiddenBuffer(rows * d)
-        for (s, seg) in zip(steps, segments) { lm.embed(s.tokens, into: x.p + seg.rows.lowerBound * d) }
+        // Final norm and head on the rows whose logits are wanted.
+        let wanted = segments.map { allLogits ? $0.rows : ($0.rows.upperBound - 1)..<$0.rows.upperBound }
+        let all: Buffer
+        if let text {
+            all = hostForward(text, steps, segments: segments, textTimes: textTimes, wanted: wanted, observe: observe)
+        } else if let device {
+            do {
+                all = try deviceForward(device, steps, segments: segments, textTimes: textTimes, wanted: wanted)
+            } catch {
+                // A device error (e.g. out of memory) leaves every sequence as it was.
+                for (s, b) in zip(steps, before) { s.sequence.restore(length: b.0, lastLogits: b.1) }
+                throw error
+            }
+        } else {
+            throw FlamingoError.internal("a model without a backend")
+        }
+        var out: [Buffer] = [], at = 0
+        for (s, r) in zip(steps, wanted) {
+            let b = Buffer(r.count * vocab)
+            b.p.update(from: all.p + at * vocab, count: r.count * vocab)
+            s.sequence.finish(logits: b.p + (r.count - 1) * vocab)
+            out.append(b)
+            at += r.count
+        }
+        return out
+    }
+
+    /// The step on the host; returns the wanted rows' logits.
+    private func hostForward(_ text: HostText, _ steps: [Step], segments: [BatchSegment], textTimes: [[Int]],
+                             wanted: [Range<Int>], observe: TokenSequence.Observer?) -> Buffer {
+        let lmc = config.languageModel, d = lmc.hiddenSize, rows = segments.last?.rows.upperBound ?? 0
+        let lead = steps[0].sequence, ws = lead.workspaceForStep
+        let x = lead.hiddenBuffer(rows * d)
+        for (s, seg) in zip(steps, segments) { text.lm.embed(s.tokens, into: x.p + seg.rows.lowerBound * d) }
         observe?("hidden.embed", x.p, rows)
-        for (i, layer) in lm.layers.enumerated() {
-            if let block = crossAttention[i] {
+        for (i, layer) in text.lm.layers.enumerated() {
+            if let block = text.crossAttention[i] {
                 ws.reset()
                 let parts = zip(steps, zip(segments, textTimes)).map {
                     GatedCrossAttention.Rows(rows: $1.0.rows, textTime: $1.1, media: $0.sequence.media(layer: i))
@@ -141,23 +225,28 @@ extension Flamingo {
             layer(x.p, rows: rows, segments: segments, layer: i, ws: ws)
             observe?("hidden.\(i)", x.p, rows)
         }
-        // Final norm and head on the rows whose logits are wanted.
-        let wanted = segments.map { allLogits ? $0.rows : ($0.rows.upperBound - 1)..<$0.rows.upperBound }
         let count = wanted.reduce(0) { $0 + $1.count }
-        let h = Buffer(count * d), all = Buffer(count * vocab)
+        let h = Buffer(count * d), all = Buffer(count * lmc.vocabSize)
         var o = 0
         for r in wanted { (h.p + o * d).update(from: x.p + r.lowerBound * d, count: r.count * d); o += r.count }
-        lm.logits(h.p, rows: count, into: all.p)
+        text.lm.logits(h.p, rows: count, into: all.p)
         observe?("hidden.final", h.p, count)
-        var out: [Buffer] = [], at = 0
-        for (s, r) in zip(steps, wanted) {
-            let b = Buffer(r.count * vocab)
-            b.p.update(from: all.p + at * vocab, count: r.count * vocab)
-            s.sequence.finish(logits: b.p + (r.count - 1) * vocab)
-            out.append(b)
-            at += r.count
+        return all
+    }
+
+    /// The step on the OpenCL device (intermediate activations are not observable there).
+    private func deviceForward(_ device: DeviceFlamingo, _ steps: [Step], segments: [BatchSegment], textTimes: [[Int]],
+                               wanted: [Range<Int>]) throws -> Buffer {
+        var deviceSegments: [DeviceSegment] = []
+        for (s, seg) in zip(steps, segments) {
+            guard let state = s.sequence.device else { throw FlamingoError.internal("a host sequence on a device model") }
+            try state.reserve(seg.start + seg.rows.count, length: seg.start)
+            try state.setValid(s.valid, from: seg.start)
+            deviceSegments.append(DeviceSegment(rows: seg.rows, start: seg.start, state: state,
+                                                positions: Array(seg.cache.positions[seg.start..<(seg.start + seg.rows.count)])))
         }
-        return out
+        return try device.forward(tokens: steps.flatMap(\.tokens), segments: deviceSegments, textTimes: textTimes,
+                                  wanted: wanted)
     }
 }
 
@@ -177,16 +266,20 @@ public final class TokenSequence {
     /// Observes intermediate activations: (name, rows × D values).
     public typealias Observer = (String, UnsafePointer<Float>, Int) -> Void
 
-    init(_ f: Flamingo, cache: KVCache) {
+    /// Keys/values and media on the device (OpenCL backend).
+    let device: DeviceSequence?
+
+    init(_ f: Flamingo, cache: KVCache, device: DeviceSequence? = nil) {
         flamingo = f
         self.cache = cache
-        mediaKV = f.crossAttention.map { _ in nil }
+        self.device = device
+        mediaKV = f.noMedia
     }
 
     /// An independent sequence with the same tokens, cache and media (the
     /// media keys/values are immutable and shared).
-    public func copy() -> TokenSequence {
-        let s = TokenSequence(flamingo, cache: cache.copy())
+    public func copy() throws -> TokenSequence {
+        let s = TokenSequence(flamingo, cache: cache.copy(), device: try device?.copy(length: length))
         s.tokens = tokens
         s.mediaKV = mediaKV
         s.mediaCount = mediaCount
@@ -198,15 +291,18 @@ public final class TokenSequence {
 
     /// Sets the visual tokens [count · latents, dim] the text attends to
     /// (nil or 0 removes the media).
-    public func setMedia(_ visual: UnsafePointer<Float>?, count: Int) {
+    public func setMedia(_ visual: UnsafePointer<Float>?, count: Int) throws {
+        let tokens = count * flamingo.latentsPerMedia
+        if let device, let d = flamingo.device {
+            try d.setMedia(device, visual, tokens: visual == nil ? 0 : tokens)
+        }
         guard let visual, count > 0 else {
             mediaCount = 0
-            mediaKV = flamingo.crossAttention.map { _ in nil }
+            mediaKV = flamingo.noMedia
             return
         }
         mediaCount = count
-        let tokens = count * flamingo.latentsPerMedia
-        mediaKV = flamingo.crossAttention.map { $0?.mediaKV(visual, tokens: tokens) }
+        mediaKV = flamingo.text?.crossAttention.map { $0?.mediaKV(visual, tokens: tokens) } ?? flamingo.noMedia
     }
 
     /// Appends `newTokens` (with `valid[i] == false` marking left padding)

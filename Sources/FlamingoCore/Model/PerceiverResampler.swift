@@ -81,6 +81,14 @@ public final class PerceiverResampler {
     /// resamples the frames jointly into one set of latents, as open_flamingo.
     public func resample(_ features: UnsafePointer<Float>, frames: Int, tokensPerFrame v: Int,
                          mediaIndex: Int) throws -> Buffer {
+        let x = try timeEmbedded(features, frames: frames, tokensPerFrame: v, mediaIndex: mediaIndex)
+        return self(x.p, tokens: frames * v)
+    }
+
+    /// The media tokens with the frame and media-time embeddings added: the
+    /// resampler's input for one media item (shared with the device path).
+    func timeEmbedded(_ features: UnsafePointer<Float>, frames: Int, tokensPerFrame v: Int,
+                      mediaIndex: Int) throws -> Buffer {
         let d = config.dim, m = frames * v
         guard frames >= 1, v >= 1 else { throw FlamingoError.invalidArgument("a media item needs at least one frame and token") }
         if let max = config.maxNumFrames, frames > max {
@@ -100,7 +108,7 @@ public final class PerceiverResampler {
         if let te = mediaTimeEmbeddings {
             for t in 0..<m { add(te.row(mediaIndex), into: x.p + t * d, count: d) }
         }
-        return self(x.p, tokens: m)
+        return x
     }
 
     /// Resamples the `m` feature tokens of one media item [m, dim] into

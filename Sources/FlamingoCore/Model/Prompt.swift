@@ -119,8 +119,8 @@ extension TokenSequence {
             throw FlamingoError.invalidArgument("the prompt has \(ids.count) tokens, more than the context of \(cache.capacity)")
         }
         let visual = try flamingo.visualTokens(for: media)
+        try setMedia(visual.p, count: media.count)
         truncate(to: 0)
-        setMedia(visual.p, count: media.count)
         return try evaluate(ids, allLogits: allLogits)
     }
 }

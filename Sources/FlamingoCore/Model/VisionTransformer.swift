@@ -61,6 +61,20 @@ public struct VisionTransformerConfig: Equatable, Sendable {
 
 /// The encoder itself: pixels [3, H, W] of one image → [numPatches, width].
 public final class VisionTransformer {
+    /// The image's patches [numPatches, 3·p·p], each flattened in (channel,
+    /// dy, dx) order, the conv weight's order: the patch embedding is then a
+    /// matrix product.
+    static func patches(_ pixels: UnsafePointer<Float>, config c: VisionTransformerConfig) -> Buffer {
+        let ps = c.patchSize, g = c.gridSize, s = c.imageSize
+        let patches = Buffer(c.numPatches * 3 * ps * ps)
+        var o = 0
+        for py in 0..<g { for px in 0..<g { for ch in 0..<3 { for dy in 0..<ps { for dx in 0..<ps {
+            patches[o] = pixels[(ch * s + py * ps + dy) * s + px * ps + dx]
+            o += 1
+        } } } } }
+        return patches
+    }
+
     public let config: VisionTransformerConfig
     let patchEmbedding: Matrix       // conv1 as [width, 3·p·p]
     let classEmbedding: Matrix
@@ -93,15 +107,9 @@ public final class VisionTransformer {
     /// Patch tokens of one normalised image laid out [3, imageSize, imageSize]:
     /// [numPatches, width].
     public func callAsFunction(_ pixels: UnsafePointer<Float>) -> Buffer {
-        let c = config, w = c.width, n = c.numPatches + 1, ps = c.patchSize, g = c.gridSize, s = c.imageSize
+        let c = config, w = c.width, n = c.numPatches + 1
         let hd = w / c.heads, eps = c.layerNormEps
-        // Patches flattened in (channel, dy, dx) order, the conv weight's order.
-        let patches = Buffer(c.numPatches * 3 * ps * ps)
-        var o = 0
-        for py in 0..<g { for px in 0..<g { for ch in 0..<3 { for dy in 0..<ps { for dx in 0..<ps {
-            patches[o] = pixels[(ch * s + py * ps + dy) * s + px * ps + dx]
-            o += 1
-        } } } } }
+        let patches = Self.patches(pixels, config: c)
         let x = Buffer(n * w), h = Buffer(n * w), qkv = Buffer(n * 3 * w), attn = Buffer(n * w)
         let mlp = Buffer(n * c.mlpDim), ws = Workspace()
         x.p.update(from: classEmbedding.data, count: w)

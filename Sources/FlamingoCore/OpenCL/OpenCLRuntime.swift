@@ -80,6 +80,20 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// ~/.cache/flamingo/opencl ("off" disables the cache).
     public static func defaultCacheDirectory() -> String? { CLProgramCache.defaultDirectory() }
 
+    nonisolated(unsafe) private static var runtimes: [Int: OpenCLRuntime] = [:]
+    private static let runtimesLock = CLLock()
+
+    /// The process's runtime for `device` (created on first use, then kept):
+    /// models on the same device share its queue and compiled programs.
+    public static func shared(_ device: OpenCLDevice) throws -> OpenCLRuntime {
+        try runtimesLock.locked {
+            if let rt = runtimes[device.index] { return rt }
+            let rt = try OpenCLRuntime(device: device)
+            runtimes[device.index] = rt
+            return rt
+        }
+    }
+
     /// Waits until every enqueued op has run; reports errors of asynchronous
     /// execution (e.g. an allocation that failed when first touched).
     public func finish() throws {
