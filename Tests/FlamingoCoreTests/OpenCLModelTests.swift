@@ -107,4 +107,29 @@ final class OpenCLModelTests: XCTestCase {
         _ = try seq.evaluate([2])
         XCTAssertEqual(seq.length, 5)
     }
+
+    /// Kernel launches of one decode step, counted: embedding, per gated
+    /// cross-attention block 7 (norm, q, attention, out + gate, norm,
+    /// up + GELU, down + gate), per decoder layer 10 (MPT; +2 with QK-norm),
+    /// 12 (GPT-NeoX: + 2 rotary) or 16 (LLaMA: separate q/k/v, 2 rotary,
+    /// SwiGLU), then gather + final norm + head. Printed for docs/opencl.md.
+    func testDecodeStepLaunchCount() throws {
+        for name in Self.fixtures {
+            let (_, device, fx) = try backends(name)
+            let (seq, _, _) = try prompted(device, fx)
+            let rt = try OpenCLOpTests.sharedRuntime(), before = rt.launchCount
+            _ = try seq.evaluate([1])
+            let got = rt.launchCount - before
+            let lm = device.config.languageModel
+            let perLayer: Int
+            switch lm.family {
+            case .mpt, .mosaicGPT: perLayer = lm.qkLayerNorm ? 12 : 10
+            case .gptNeoX: perLayer = 12
+            case .llama: perLayer = 16
+            }
+            let want = 1 + 7 * device.config.crossAttentionLayers.count + perLayer * lm.layers + 3
+            print("\(name): \(got) launches per decode step (\(lm.layers) layers, \(device.config.crossAttentionLayers.count) cross-attention blocks)")
+            XCTAssertEqual(got, want, name)
+        }
+    }
 }

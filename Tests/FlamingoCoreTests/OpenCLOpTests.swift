@@ -295,27 +295,37 @@ final class OpenCLOpTests: XCTestCase {
                       (5, 17, 33), (64, 64, 64), (65, 130, 67), (130, 300, 200), (7, 1, 3)]
         for (m, k, n) in shapes {
             for type in [CLWeightType.f32, .f16, .bf16] {
-                for variant in 0..<3 {   // plain; bias + strided x/y; alpha + accumulate
+                // plain; bias + strided x/y; alpha + accumulate; bias + GELU; QuickGELU + alpha + accumulate
+                for variant in 0..<5 {
                     let w = weights(n * k, type)
                     let W = try deviceWeight(rt, w, type, rows: n, cols: k)
                     let ldx = variant == 1 ? k + 3 : k, ldy = variant == 1 ? n + 5 : n
                     let x = random(m * ldx), b = random(n), y0 = random(m * ldy)
-                    let bias: [Float]? = variant == 1 ? b : nil
-                    let alpha: Float = variant == 2 ? 0.37 : 1
-                    let acc = variant == 2
+                    let bias: [Float]? = variant == 1 || variant == 3 ? b : nil
+                    let alpha: Float = variant == 2 || variant == 4 ? 0.37 : 1
+                    let acc = variant == 2 || variant == 4
+                    let act: OpenCLRuntime.Activation = variant == 3 ? .gelu : variant == 4 ? .quickGELU : .none
+                    func activate(_ v: Double) -> Double {
+                        switch act {
+                        case .none: return v
+                        case .gelu: return 0.5 * v * (1 + erf(v / 2.0.squareRoot()))
+                        case .quickGELU: return v / (1 + exp(-1.702 * v))
+                        }
+                    }
                     // CPU reference on dense copies.
                     var xd = [Float](), ref = [Float](repeating: 0, count: m * n)
                     for r in 0..<m { xd += x[(r * ldx)..<(r * ldx + k)] }
                     linear(xd, m: m, matrix(w.floats, rows: n, cols: k), bias: bias.map { matrix($0, rows: 1, cols: n) }, into: &ref)
                     var want = acc ? y0.map(Double.init) : [Double](repeating: .nan, count: m * ldy)
                     for r in 0..<m { for j in 0..<n {
-                        want[r * ldy + j] = (acc ? want[r * ldy + j] : 0) + Double(alpha) * Double(ref[r * n + j])
+                        want[r * ldy + j] = (acc ? want[r * ldy + j] : 0) + Double(alpha) * activate(Double(ref[r * n + j]))
                     } }
                     for kernel in [OpenCLRuntime.LinearKernel.gemm, .gemv] where kernel == .gemm || m <= OpenCLRuntime.gemvMaxRows {
                         let xb = try rt.buffer(x)
                         let out = try guarded(rt, m * ldy, initial: acc ? y0 : (variant == 1 ? want.map { _ in Float(-7) } : nil))
                         try rt.linear(CLView(xb, stride: ldx), rows: m, W, bias: try bias.map { CLView(try rt.buffer($0)) },
-                                      into: out.view(stride: ldy), alpha: alpha, accumulate: acc, kernel: kernel)
+                                      into: out.view(stride: ldy), alpha: alpha, accumulate: acc, activation: act,
+                                      kernel: kernel)
                         var got = try values(rt, out, "linear")
                         var wantDense = want
                         if variant == 1 {   // the gaps between rows must be untouched

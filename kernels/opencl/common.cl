@@ -61,3 +61,40 @@ static inline float wg_max(float v, __local float *buf) {
     barrier(CLK_LOCAL_MEM_FENCE);
     return r;
 }
+
+/* erfc(z) for z >= 0: the Numerical Recipes Chebyshev fit (relative error
+ * < 1.2e-7), the same formula as the CPU kernel (kernels/cpu), so both
+ * backends round alike; PoCL's library erfc is also ~50x slower than this. */
+static inline float erfc_nonneg(float z) {
+    const float t = 1.0f / fma(0.5f, z, 1.0f);
+    float p = 0.17087277f;
+    p = fma(p, t, -0.82215223f);
+    p = fma(p, t, 1.48851587f);
+    p = fma(p, t, -1.13520398f);
+    p = fma(p, t, 0.27886807f);
+    p = fma(p, t, -0.18628806f);
+    p = fma(p, t, 0.09678418f);
+    p = fma(p, t, 0.37409196f);
+    p = fma(p, t, 1.00002368f);
+    p = fma(p, t, -1.26551223f);
+    return t * exp(p - z * z);
+}
+
+/* Exact GELU, 0.5·x·(1 + erf(x/√2)), written with erfc(|x|/√2) so that the
+ * negative tail keeps full relative accuracy (1 + erf cancels there):
+ * x ≥ 0: x·(1 − erfc/2); x < 0: x·erfc/2. */
+static inline float act_gelu(float v) {
+    const float e = erfc_nonneg(fabs(v) * M_SQRT1_2_F);
+    return signbit(v) ? v * (0.5f * e) : v * fma(-0.5f, e, 1.0f);
+}
+
+/* QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x). */
+static inline float act_quick_gelu(float v) { return v / (1.0f + exp(-1.702f * v)); }
+
+/* The activation epilogue of the matrix kernels: 0 none, 1 GELU, 2 QuickGELU. */
+#define ACT_NONE 0
+#define ACT_GELU 1
+#define ACT_QUICK_GELU 2
+static inline float activate(float v, int act) {
+    return act == ACT_GELU ? act_gelu(v) : act == ACT_QUICK_GELU ? act_quick_gelu(v) : v;
+}

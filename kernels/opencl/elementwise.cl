@@ -8,41 +8,18 @@
     const ulong r = get_global_id(1);              \
     if (c >= cols) return;
 
-/* erfc(z) for z >= 0: the Numerical Recipes Chebyshev fit (relative error
- * < 1.2e-7), the same formula as the CPU kernel (kernels/cpu), so both
- * backends round alike; PoCL's library erfc is also ~50x slower than this. */
-static inline float erfc_pos(float z) {
-    const float t = 1.0f / fma(0.5f, z, 1.0f);
-    float p = 0.17087277f;
-    p = fma(p, t, -0.82215223f);
-    p = fma(p, t, 1.48851587f);
-    p = fma(p, t, -1.13520398f);
-    p = fma(p, t, 0.27886807f);
-    p = fma(p, t, -0.18628806f);
-    p = fma(p, t, 0.09678418f);
-    p = fma(p, t, 0.37409196f);
-    p = fma(p, t, 1.00002368f);
-    p = fma(p, t, -1.26551223f);
-    return t * exp(p - z * z);
-}
-
-/* Exact GELU, 0.5·x·(1 + erf(x/√2)), written with erfc(|x|/√2) so that the
- * negative tail keeps full relative accuracy (1 + erf cancels there):
- * x ≥ 0: x·(1 − erfc/2); x < 0: x·erfc/2. */
+/* Exact GELU (common.cl). */
 __kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
 void gelu(const __global float *x, ulong xoff, int ldx, __global float *y, ulong yoff, int ldy, int cols) {
     EW_INDEX
-    const float v = x[xoff + r * ldx + c];
-    const float e = erfc_pos(fabs(v) * M_SQRT1_2_F);
-    y[yoff + r * ldy + c] = signbit(v) ? v * (0.5f * e) : v * fma(-0.5f, e, 1.0f);
+    y[yoff + r * ldy + c] = act_gelu(x[xoff + r * ldx + c]);
 }
 
 /* QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x). */
 __kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
 void quick_gelu(const __global float *x, ulong xoff, int ldx, __global float *y, ulong yoff, int ldy, int cols) {
     EW_INDEX
-    const float v = x[xoff + r * ldx + c];
-    y[yoff + r * ldy + c] = v / (1.0f + exp(-1.702f * v));
+    y[yoff + r * ldy + c] = act_quick_gelu(x[xoff + r * ldx + c]);
 }
 
 /* SwiGLU: y = silu(gate)·up; y may be gate or up. */

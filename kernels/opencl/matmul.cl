@@ -1,4 +1,4 @@
-/* Linear layers y = alpha·(x·Wᵀ + b) (+ y when accumulate), W [N, K] in
+/* Linear layers y = alpha·act(x·Wᵀ + b) (+ y when accumulate), W [N, K] in
  * PyTorch layout (row n = output n), x [M, K], y [M, N], every matrix with
  * its own row stride, so a layer can read a slice of a fused activation
  * (e.g. q of a qkv row) and write straight into a KV cache or add into the
@@ -16,7 +16,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
                              const __global uchar *w, ulong woff, int ldw, int wt,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
-                             int M, int N, int K, float alpha, int accumulate,
+                             int M, int N, int K, float alpha, int accumulate, int act,
                              __local float (*xs)[GEMM_TS + 1], __local float (*ws)[GEMM_TS + 1]) {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int t = ty * 16 + tx;
@@ -55,7 +55,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
             if (gn >= N) continue;
             float v = acc[i][j];
             if (has_bias) v += bias[boff + gn];
-            v *= alpha;
+            v = alpha * activate(v, act);
             __global float *dst = y + (ulong)gm * ldy + gn;
             /* Only read y when asked: it may hold garbage (NaN) otherwise. */
             *dst = accumulate ? *dst + v : v;
@@ -69,11 +69,11 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
           const __global uchar *w, ulong woff, int ldw,                                              \
           const __global float *bias, ulong boff, int has_bias,                                      \
           __global float *y, ulong yoff, int ldy,                                                    \
-          int M, int N, int K, float alpha, int accumulate) {                                        \
+          int M, int N, int K, float alpha, int accumulate, int act) {                               \
     __local float xs[GEMM_TK][GEMM_TS + 1];                                                          \
     __local float ws[GEMM_TK][GEMM_TS + 1];                                                          \
     gemm_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, xs, ws);                                                   \
+              M, N, K, alpha, accumulate, act, xs, ws);                                              \
 }
 
 GEMM_KERNEL(gemm_f32, WT_F32)
@@ -92,7 +92,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
                              const __global uchar *w, ulong woff, int ldw, int wt,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
-                             int M, int N, int K, float alpha, int accumulate,
+                             int M, int N, int K, float alpha, int accumulate, int act,
                              __local float *red) {
     const int lid = get_local_id(0);
     const int n = get_group_id(0);
@@ -124,7 +124,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
     if (lid < M) {
         float v = red[lid * GEMV_WG];
         if (has_bias) v += bias[boff + n];
-        v *= alpha;
+        v = alpha * activate(v, act);
         __global float *dst = y + (ulong)lid * ldy + n;
         *dst = accumulate ? *dst + v : v;
     }
@@ -136,10 +136,10 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
           const __global uchar *w, ulong woff, int ldw,                                              \
           const __global float *bias, ulong boff, int has_bias,                                      \
           __global float *y, ulong yoff, int ldy,                                                    \
-          int M, int N, int K, float alpha, int accumulate) {                                        \
+          int M, int N, int K, float alpha, int accumulate, int act) {                               \
     __local float red[GEMV_ROWS * GEMV_WG];                                                          \
     gemv_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, red);                                                      \
+              M, N, K, alpha, accumulate, act, red);                                                 \
 }
 
 GEMV_KERNEL(gemv_f32, WT_F32)

@@ -66,8 +66,7 @@ final class DeviceCrossAttention {
         try rt.linear(o, rows: rows, toOut, into: x, alpha: attnGate, accumulate: true)
         let f = try scratch.take("ffn", rows * ff1.rows)
         try rt.layerNorm(x, rows: rows, dim: d, weight: ffNorm.weight, bias: ffNorm.bias, eps: GatedCrossAttention.eps, into: h)
-        try rt.linear(h, rows: rows, ff1, into: f)
-        try rt.gelu(f, rows: rows, cols: ff1.rows)
+        try rt.linear(h, rows: rows, ff1, into: f, activation: .gelu)
         try rt.linear(f, rows: rows, ff2, into: x, alpha: ffGate, accumulate: true)
     }
 }

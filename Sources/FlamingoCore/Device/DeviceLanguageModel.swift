@@ -138,8 +138,7 @@ struct DeviceMPTLayer: DeviceDecoderLayer {
         try rt.linear(o, rows: rows, outProj, into: x, accumulate: true)
         try rt.layerNorm(x, rows: rows, dim: d, weight: norm2.weight, bias: norm2.bias, eps: eps, into: h)
         let f = try scratch.take("ffn", rows * c.intermediateSize)
-        try rt.linear(h, rows: rows, up, into: f)
-        try rt.gelu(f, rows: rows, cols: c.intermediateSize)
+        try rt.linear(h, rows: rows, up, into: f, activation: .gelu)
         try rt.linear(f, rows: rows, down, into: x, accumulate: true)
     }
 }
@@ -194,8 +193,7 @@ struct DeviceGPTNeoXLayer: DeviceDecoderLayer {
             try rt.layerNorm(x, rows: rows, dim: d, weight: lnPost.weight, bias: lnPost.bias, eps: eps, into: h)
         }
         let f = try scratch.take("ffn", rows * c.intermediateSize)
-        try rt.linear(h, rows: rows, up, bias: upBias, into: f)
-        try rt.gelu(f, rows: rows, cols: c.intermediateSize)
+        try rt.linear(h, rows: rows, up, bias: upBias, into: f, activation: .gelu)
         try rt.linear(f, rows: rows, down, bias: downBias, into: x, accumulate: true)
     }
 }

@@ -63,11 +63,8 @@ final class DeviceVisionTransformer {
                              mask: .selections(fullSelection, positionBase: 0))
             try rt.linear(a, rows: n, b.outProj, bias: b.outBias, into: x, accumulate: true)
             try rt.layerNorm(x, rows: n, dim: w, weight: b.ln2.weight, bias: b.ln2.bias, eps: eps, into: h)
-            try rt.linear(h, rows: n, b.fc, bias: b.fcBias, into: mlp)
-            switch c.activation {
-            case .quickGELU: try rt.quickGELU(mlp, rows: n, cols: c.mlpDim)
-            case .gelu: try rt.gelu(mlp, rows: n, cols: c.mlpDim)
-            }
+            try rt.linear(h, rows: n, b.fc, bias: b.fcBias, into: mlp,
+                          activation: c.activation == .quickGELU ? .quickGELU : .gelu)
             try rt.linear(mlp, rows: n, b.proj, bias: b.projBias, into: x, accumulate: true)
         }
         let tokens = x.rows(from: 1)
@@ -126,8 +123,7 @@ final class DevicePerceiverResampler {
                              mask: .selections(all, positionBase: 0))
             try rt.linear(o, rows: n, L.toOut, into: z, accumulate: true)
             try rt.layerNorm(z, rows: n, dim: d, weight: L.ffNorm.weight, bias: L.ffNorm.bias, eps: eps, into: t)
-            try rt.linear(t, rows: n, L.ff1, into: ff)
-            try rt.gelu(ff, rows: n, cols: d * c.ffMult)
+            try rt.linear(t, rows: n, L.ff1, into: ff, activation: .gelu)
             try rt.linear(ff, rows: n, L.ff2, into: z, accumulate: true)
         }
         try rt.layerNorm(z, rows: n, dim: d, weight: norm.weight, bias: norm.bias, eps: eps, into: z)

@@ -444,22 +444,10 @@ static inline float wg_max(float v, __local float *buf) {
     return r;
 }
 
-"""#),
-        ("elementwise", #"""
-/* Element-wise ops over a [rows, cols] region of strided rows. Launched as
- * a (cols rounded up to 64) × rows grid with work-groups of 64×1, so PoCL
- * compiles one work-group function per kernel whatever the shape; the
- * column bound is checked here. */
-#define EW_WG 64
-#define EW_INDEX                                   \
-    const int c = get_global_id(0);                \
-    const ulong r = get_global_id(1);              \
-    if (c >= cols) return;
-
 /* erfc(z) for z >= 0: the Numerical Recipes Chebyshev fit (relative error
  * < 1.2e-7), the same formula as the CPU kernel (kernels/cpu), so both
  * backends round alike; PoCL's library erfc is also ~50x slower than this. */
-static inline float erfc_pos(float z) {
+static inline float erfc_nonneg(float z) {
     const float t = 1.0f / fma(0.5f, z, 1.0f);
     float p = 0.17087277f;
     p = fma(p, t, -0.82215223f);
@@ -477,20 +465,46 @@ static inline float erfc_pos(float z) {
 /* Exact GELU, 0.5·x·(1 + erf(x/√2)), written with erfc(|x|/√2) so that the
  * negative tail keeps full relative accuracy (1 + erf cancels there):
  * x ≥ 0: x·(1 − erfc/2); x < 0: x·erfc/2. */
+static inline float act_gelu(float v) {
+    const float e = erfc_nonneg(fabs(v) * M_SQRT1_2_F);
+    return signbit(v) ? v * (0.5f * e) : v * fma(-0.5f, e, 1.0f);
+}
+
+/* QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x). */
+static inline float act_quick_gelu(float v) { return v / (1.0f + exp(-1.702f * v)); }
+
+/* The activation epilogue of the matrix kernels: 0 none, 1 GELU, 2 QuickGELU. */
+#define ACT_NONE 0
+#define ACT_GELU 1
+#define ACT_QUICK_GELU 2
+static inline float activate(float v, int act) {
+    return act == ACT_GELU ? act_gelu(v) : act == ACT_QUICK_GELU ? act_quick_gelu(v) : v;
+}
+
+"""#),
+        ("elementwise", #"""
+/* Element-wise ops over a [rows, cols] region of strided rows. Launched as
+ * a (cols rounded up to 64) × rows grid with work-groups of 64×1, so PoCL
+ * compiles one work-group function per kernel whatever the shape; the
+ * column bound is checked here. */
+#define EW_WG 64
+#define EW_INDEX                                   \
+    const int c = get_global_id(0);                \
+    const ulong r = get_global_id(1);              \
+    if (c >= cols) return;
+
+/* Exact GELU (common.cl). */
 __kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
 void gelu(const __global float *x, ulong xoff, int ldx, __global float *y, ulong yoff, int ldy, int cols) {
     EW_INDEX
-    const float v = x[xoff + r * ldx + c];
-    const float e = erfc_pos(fabs(v) * M_SQRT1_2_F);
-    y[yoff + r * ldy + c] = signbit(v) ? v * (0.5f * e) : v * fma(-0.5f, e, 1.0f);
+    y[yoff + r * ldy + c] = act_gelu(x[xoff + r * ldx + c]);
 }
 
 /* QuickGELU of the OpenAI CLIP weights: x·σ(1.702·x). */
 __kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
 void quick_gelu(const __global float *x, ulong xoff, int ldx, __global float *y, ulong yoff, int ldy, int cols) {
     EW_INDEX
-    const float v = x[xoff + r * ldx + c];
-    y[yoff + r * ldy + c] = v / (1.0f + exp(-1.702f * v));
+    y[yoff + r * ldy + c] = act_quick_gelu(x[xoff + r * ldx + c]);
 }
 
 /* SwiGLU: y = silu(gate)·up; y may be gate or up. */
@@ -557,7 +571,7 @@ EMBEDDING_KERNEL(embedding_bf16, WT_BF16)
 
 """#),
         ("matmul", #"""
-/* Linear layers y = alpha·(x·Wᵀ + b) (+ y when accumulate), W [N, K] in
+/* Linear layers y = alpha·act(x·Wᵀ + b) (+ y when accumulate), W [N, K] in
  * PyTorch layout (row n = output n), x [M, K], y [M, N], every matrix with
  * its own row stride, so a layer can read a slice of a fused activation
  * (e.g. q of a qkv row) and write straight into a KV cache or add into the
@@ -575,7 +589,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
                              const __global uchar *w, ulong woff, int ldw, int wt,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
-                             int M, int N, int K, float alpha, int accumulate,
+                             int M, int N, int K, float alpha, int accumulate, int act,
                              __local float (*xs)[GEMM_TS + 1], __local float (*ws)[GEMM_TS + 1]) {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int t = ty * 16 + tx;
@@ -614,7 +628,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
             if (gn >= N) continue;
             float v = acc[i][j];
             if (has_bias) v += bias[boff + gn];
-            v *= alpha;
+            v = alpha * activate(v, act);
             __global float *dst = y + (ulong)gm * ldy + gn;
             /* Only read y when asked: it may hold garbage (NaN) otherwise. */
             *dst = accumulate ? *dst + v : v;
@@ -628,11 +642,11 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
           const __global uchar *w, ulong woff, int ldw,                                              \
           const __global float *bias, ulong boff, int has_bias,                                      \
           __global float *y, ulong yoff, int ldy,                                                    \
-          int M, int N, int K, float alpha, int accumulate) {                                        \
+          int M, int N, int K, float alpha, int accumulate, int act) {                               \
     __local float xs[GEMM_TK][GEMM_TS + 1];                                                          \
     __local float ws[GEMM_TK][GEMM_TS + 1];                                                          \
     gemm_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, xs, ws);                                                   \
+              M, N, K, alpha, accumulate, act, xs, ws);                                              \
 }
 
 GEMM_KERNEL(gemm_f32, WT_F32)
@@ -651,7 +665,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
                              const __global uchar *w, ulong woff, int ldw, int wt,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
-                             int M, int N, int K, float alpha, int accumulate,
+                             int M, int N, int K, float alpha, int accumulate, int act,
                              __local float *red) {
     const int lid = get_local_id(0);
     const int n = get_group_id(0);
@@ -683,7 +697,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
     if (lid < M) {
         float v = red[lid * GEMV_WG];
         if (has_bias) v += bias[boff + n];
-        v *= alpha;
+        v = alpha * activate(v, act);
         __global float *dst = y + (ulong)lid * ldy + n;
         *dst = accumulate ? *dst + v : v;
     }
@@ -695,10 +709,10 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
           const __global uchar *w, ulong woff, int ldw,                                              \
           const __global float *bias, ulong boff, int has_bias,                                      \
           __global float *y, ulong yoff, int ldy,                                                    \
-          int M, int N, int K, float alpha, int accumulate) {                                        \
+          int M, int N, int K, float alpha, int accumulate, int act) {                               \
     __local float red[GEMV_ROWS * GEMV_WG];                                                          \
     gemv_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, red);                                                      \
+              M, N, K, alpha, accumulate, act, red);                                                 \
 }
 
 GEMV_KERNEL(gemv_f32, WT_F32)

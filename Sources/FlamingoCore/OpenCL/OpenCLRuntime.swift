@@ -38,6 +38,9 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// Scratch for the split decode attention, grown on demand; reused
     /// safely because the queue runs in order.
     var decodeScratch: CLBuffer?
+    /// Kernels enqueued so far (what a forward step costs in launches).
+    public var launchCount: Int { lock.locked { launches } }
+    private var launches = 0
     /// Rotary inverse-frequency tables by (dims, theta bits).
     var rotaryTables: [UInt64: CLBuffer] = [:]
 
@@ -224,6 +227,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
                 }
             }
             try CLStatus.check(rc, "running \(name) on \(device.info.name)")
+            launches += 1
         }
     }
 }

@@ -9,17 +9,24 @@ extension OpenCLRuntime {
         case gemv
     }
 
+    /// An activation applied in the matrix kernels' epilogue (after the
+    /// bias, before alpha), saving a pass over the output.
+    public enum Activation: Int32, Sendable {
+        case none = 0, gelu = 1, quickGELU = 2
+    }
+
     /// The most rows the GEMV kernel handles in one pass (GEMV_ROWS).
     public static let gemvMaxRows = 4
 
-    /// y = alpha·(x·Wᵀ + bias) for `rows` rows, or y += that when
+    /// y = alpha·act(x·Wᵀ + bias) for `rows` rows, or y += that when
     /// `accumulate` (the residual add of a block's output projection, scaled
     /// by tanh(gate) in GATED XATTN-DENSE, without a separate pass).
     /// x: [rows, w.cols] f32, y: [rows, w.rows] f32, bias: [w.rows] f32.
     /// y must not overlap x (x may be a column slice of a wider activation).
     /// A weight with no columns gives y = alpha·bias (or zero), as on the CPU.
     public func linear(_ x: CLView, rows: Int, _ w: CLWeight, bias: CLView? = nil, into y: CLView,
-                       alpha: Float = 1, accumulate: Bool = false, kernel: LinearKernel = .automatic) throws {
+                       alpha: Float = 1, accumulate: Bool = false, activation: Activation = .none,
+                       kernel: LinearKernel = .automatic) throws {
         let op = "linear"
         try w.check(op)
         try x.check(rows: rows, cols: w.cols, "x", op)
@@ -45,7 +52,7 @@ extension OpenCLRuntime {
             try a.buffer(bias?.buffer); try a.offset(bias?.offset ?? 0); try a.flag(bias != nil)
             try a.buffer(y.buffer); try a.offset(y.offset); try a.int(max(y.stride, w.rows))
             try a.int(rows); try a.int(w.rows); try a.int(w.cols)
-            try a.float(alpha); try a.flag(accumulate)
+            try a.float(alpha); try a.flag(accumulate); try a.int(Int(activation.rawValue))
         }
     }
 }
