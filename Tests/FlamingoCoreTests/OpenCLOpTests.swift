@@ -341,6 +341,52 @@ final class OpenCLOpTests: XCTestCase {
         }
     }
 
+    /// The tensor-core GEMM (kernels/opencl/mma.cl; its mma emulated off
+    /// NVIDIA with the PTX fragment layout): x rounded to the weight's 16-bit
+    /// type, then exact up to f32 accumulation, so the reference rounds x
+    /// too and the threshold is tight. Sizes off the 64×64×16 tile, K tails,
+    /// strides, bias, alpha/accumulate, the activation epilogue.
+    func testLinearTensorCores() throws {
+        let rt = try runtime()
+        func round(_ v: Float, _ type: CLWeightType) -> Float {
+            if type == .f16 { return Float(Float16(v)) }
+            let u = v.bitPattern
+            return Float(bitPattern: (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000)
+        }
+        for (m, k, n) in [(5, 17, 33), (64, 16, 64), (65, 130, 67), (130, 33, 9), (7, 1, 70)] {
+            for type in [CLWeightType.f16, .bf16] {
+                for variant in 0..<2 {  // plain; strided x/y + bias + GELU + alpha + accumulate
+                    let w = weights(n * k, type)
+                    let W = try deviceWeight(rt, w, type, rows: n, cols: k)
+                    let ldx = variant == 1 ? k + 3 : k, ldy = variant == 1 ? n + 2 : n
+                    let x = random(m * ldx), b = random(n), y0 = random(m * ldy)
+                    var want = variant == 1 ? y0.map(Double.init) : [Double](repeating: 0, count: m * ldy)
+                    for r in 0..<m { for j in 0..<n {
+                        var v = 0.0
+                        for c in 0..<k { v += Double(round(x[r * ldx + c], type)) * Double(w.floats[j * k + c]) }
+                        if variant == 1 {
+                            v += Double(b[j])
+                            v = 0.37 * (0.5 * v * (1 + erf(v / 2.0.squareRoot())))
+                        }
+                        want[r * ldy + j] += v
+                    } }
+                    let out = try guarded(rt, m * ldy, initial: variant == 1 ? y0 : nil)
+                    try rt.linear(CLView(try rt.buffer(x), stride: ldx), rows: m, W,
+                                  bias: variant == 1 ? CLView(try rt.buffer(b)) : nil, into: out.view(stride: ldy),
+                                  alpha: variant == 1 ? 0.37 : 1, accumulate: variant == 1,
+                                  activation: variant == 1 ? .gelu : .none, kernel: .tensorCores)
+                    var got = try values(rt, out, "tensor cores")
+                    if variant == 0 { for r in 0..<m { for j in n..<ldy { got[r * ldy + j] = 0 } } }
+                    check(got, want, max: 1e-10, "tensor cores m=\(m) k=\(k) n=\(n) \(type) variant \(variant)")
+                }
+            }
+        }
+        let w32 = try rt.weight([1, 2], rows: 1, cols: 2)
+        XCTAssertThrowsError(try rt.linear(CLView(try rt.buffer([Float](repeating: 0, count: 10))), rows: 5, w32,
+                                           into: CLView(try rt.buffer(floats: 5)), kernel: .tensorCores))
+        XCTAssertFalse(try rt.tensorCoresVerified(), "only NVIDIA platforms use the tensor-core kernel by themselves")
+    }
+
     /// A long GEMV row (K not a multiple of 4) and a wide output.
     func testGEMVLongRows() throws {
         let rt = try runtime()

@@ -25,7 +25,11 @@ public final class OpenCLRuntime: @unchecked Sendable {
     public enum ProgramOrigin: Equatable, Sendable { case source, cache }
     public private(set) var programOrigins: [String: ProgramOrigin] = [:]
 
-    static let buildOptions = "-cl-std=CL1.2"
+    /// OpenCL C 1.2 everywhere; on NVIDIA also the inline-PTX tensor-core
+    /// path of kernels/opencl/mma.cl (emulated on other devices).
+    let buildOptions: String
+    /// Whether the platform is NVIDIA's (inline PTX available).
+    public let isNVIDIA: Bool
 
     let context: UnsafeMutableRawPointer
     let queue: UnsafeMutableRawPointer
@@ -41,6 +45,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
     /// Kernels enqueued so far (what a forward step costs in launches).
     public var launchCount: Int { lock.locked { launches } }
     private var launches = 0
+    /// nil until `tensorCoresVerified` has run.
+    var tensorCoreState: Bool?
     /// Rotary inverse-frequency tables by (dims, theta bits).
     var rotaryTables: [UInt64: CLBuffer] = [:]
 
@@ -54,6 +60,8 @@ public final class OpenCLRuntime: @unchecked Sendable {
         maxAllocationBytes = Int(clamping: device.property(CLDeviceParam.maxMemAllocSize, UInt64.self, default: 1 << 28))
         globalMemoryBytes = Int(clamping: device.property(CLDeviceParam.globalMemSize, UInt64.self, default: 1 << 30))
         computeUnits = Int(device.info.computeUnits)
+        isNVIDIA = (device.info.platformName + " " + device.info.vendor).lowercased().contains("nvidia")
+        buildOptions = "-cl-std=CL1.2" + (isNVIDIA ? " -DFLAMINGO_MMA_PTX" : "")
         var err: Int32 = 0
         guard let ctx = fsup_cl_context_create(device.handle, &err) else {
             throw CLStatus.error(err, "creating a context on \(device.info.name)")
@@ -128,7 +136,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
             throw FlamingoError.internal("OpenCL: no embedded kernel source \(family).cl")
         }
         let source = common + "\n" + body
-        let options = Self.buildOptions
+        let options = buildOptions
         let info = device.info
         let key = [info.name, info.driverVersion, info.platformName, info.vendor, options, source].joined(separator: "\u{0}")
         let keyHash = fnv1a(key.utf8)
@@ -165,7 +173,7 @@ public final class OpenCLRuntime: @unchecked Sendable {
         var err: Int32 = 0
         let maybe = source.withCString { fsup_cl_program_from_source(context, $0, strlen($0), &err) }
         guard let p = maybe else { throw CLStatus.error(err, "creating the program \(family).cl") }
-        let rc = fsup_cl_program_build(p, device.handle, Self.buildOptions)
+        let rc = fsup_cl_program_build(p, device.handle, buildOptions)
         if rc != CLStatus.success {
             let log = buildLog(p)
             fsup_cl_program_release(p)

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Linear layers on the device (kernels/opencl/matmul.cl).
 extension OpenCLRuntime {
     /// Which matrix kernel `linear` uses.
@@ -7,6 +9,9 @@ extension OpenCLRuntime {
         case automatic
         case gemm
         case gemv
+        /// The tensor-core GEMM of kernels/opencl/mma.cl (16-bit weights; x
+        /// rounded to the weight type): inline PTX on NVIDIA, emulated elsewhere.
+        case tensorCores
     }
 
     /// An activation applied in the matrix kernels' epilogue (after the
@@ -33,20 +38,35 @@ extension OpenCLRuntime {
         try y.check(rows: rows, cols: w.rows, "y", op)
         if let bias { try bias.check(rows: 1, cols: w.rows, "bias", op) }
         guard rows > 0, w.rows > 0 else { return }
-        let useGEMV: Bool
+        let chosen: LinearKernel
         switch kernel {
-        case .automatic: useGEMV = rows <= Self.gemvMaxRows
-        case .gemm: useGEMV = false
+        case .automatic:
+            if rows <= Self.gemvMaxRows {
+                chosen = .gemv
+            } else {
+                chosen = try w.type != .f32 && tensorCoresVerified() ? .tensorCores : .gemm
+            }
+        case .gemm: chosen = .gemm
         case .gemv:
             guard rows <= Self.gemvMaxRows else {
                 throw FlamingoError.invalidArgument("OpenCL linear: GEMV takes at most \(Self.gemvMaxRows) rows, not \(rows)")
             }
-            useGEMV = true
+            chosen = .gemv
+        case .tensorCores:
+            guard w.type != .f32 else { throw FlamingoError.invalidArgument("OpenCL linear: tensor cores take 16-bit weights") }
+            chosen = .tensorCores
         }
-        let name = (useGEMV ? "gemv_" : "gemm_") + w.type.suffix
-        let global = useGEMV ? [w.rows * 128] : [clRoundUp(w.rows, 64) / 4, clRoundUp(rows, 64) / 4]
-        let local = useGEMV ? [128] : [16, 16]
-        try launch(name, family: "matmul", global: global, local: local) { a in
+        let (name, family, global, local): (String, String, [Int], [Int])
+        switch chosen {
+        case .gemv: (name, family, global, local) = ("gemv_" + w.type.suffix, "matmul", [w.rows * 128], [128])
+        case .tensorCores:
+            (name, family, global, local) = ("gemm_mma_" + w.type.suffix, "mma",
+                                             [clRoundUp(w.rows, 64) * 2, clRoundUp(rows, 64) / 64], [128, 1])
+        default:
+            (name, family, global, local) = ("gemm_" + w.type.suffix, "matmul",
+                                             [clRoundUp(w.rows, 64) / 4, clRoundUp(rows, 64) / 4], [16, 16])
+        }
+        try launch(name, family: family, global: global, local: local) { a in
             try a.buffer(x.buffer); try a.offset(x.offset); try a.int(max(x.stride, w.cols))
             try a.buffer(w.buffer); try a.offset(w.offset); try a.int(w.stride)
             try a.buffer(bias?.buffer); try a.offset(bias?.offset ?? 0); try a.flag(bias != nil)
@@ -54,6 +74,40 @@ extension OpenCLRuntime {
             try a.int(rows); try a.int(w.rows); try a.int(w.cols)
             try a.float(alpha); try a.flag(accumulate); try a.int(Int(activation.rawValue))
         }
+    }
+}
+
+extension OpenCLRuntime {
+    /// Whether `linear` uses the tensor-core kernel by itself: only on
+    /// NVIDIA, and only after it matched the portable GEMM on a random
+    /// product of awkward size on this device (checked once per runtime, so
+    /// a fragment-layout or driver problem falls back instead of returning
+    /// wrong numbers). FLAMINGO_TENSOR_CORES=0 turns it off.
+    func tensorCoresVerified() throws -> Bool {
+        if let v = lock.locked({ tensorCoreState }) { return v }
+        var ok = false
+        if isNVIDIA, getenv("FLAMINGO_TENSOR_CORES").map({ String(cString: $0) }) != "0" {
+            ok = try selfCheckTensorCores()
+            Log.info("OpenCL: tensor-core GEMM \(ok ? "verified, in use" : "disagreed with the portable GEMM; not used") on \(device.info.name)")
+        }
+        lock.locked { tensorCoreState = ok }
+        return ok
+    }
+
+    private func selfCheckTensorCores() throws -> Bool {
+        let (m, k, n) = (70, 40, 67)
+        var state: UInt32 = 12345
+        func next() -> Float { state = state &* 1_664_525 &+ 1_013_904_223; return Float(state >> 8) / Float(1 << 24) - 0.5 }
+        let x = (0..<(m * k)).map { _ in next() }
+        let bits = (0..<(n * k)).map { _ in Float16(next()).bitPattern }
+        let w = try weight(bits: bits, type: .f16, rows: n, cols: k)
+        let xb = try buffer(x), y1 = try buffer(floats: m * n), y2 = try buffer(floats: m * n)
+        try linear(CLView(xb), rows: m, w, into: CLView(y1), kernel: .gemm)
+        try linear(CLView(xb), rows: m, w, into: CLView(y2), kernel: .tensorCores)
+        let a = try download(y1, count: m * n), b = try download(y2, count: m * n)
+        var err: Float = 0, ref: Float = 0
+        for i in a.indices { err += (a[i] - b[i]) * (a[i] - b[i]); ref += a[i] * a[i] }
+        return err.isFinite && err <= 1e-4 * ref
     }
 }
 
