@@ -98,3 +98,13 @@ static inline float act_quick_gelu(float v) { return v / (1.0f + exp(-1.702f * v
 static inline float activate(float v, int act) {
     return act == ACT_GELU ? act_gelu(v) : act == ACT_QUICK_GELU ? act_quick_gelu(v) : v;
 }
+
+/* The matrix kernels' epilogue for output element y[at] (column gn):
+ * alpha·act(v + bias[gn]), stored or added to y. y is read only when
+ * accumulating: it may hold garbage (NaN) otherwise. */
+static inline void store_linear(__global float *y, ulong at, float v, const __global float *bias, ulong bias_at,
+                                int has_bias, float alpha, int act, int accumulate) {
+    if (has_bias) v += bias[bias_at];
+    v = alpha * activate(v, act);
+    y[at] = accumulate ? y[at] + v : v;
+}

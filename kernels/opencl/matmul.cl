@@ -53,12 +53,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
         for (int j = 0; j < 4; j++) {
             const int gn = n0 + tx + 16 * j;
             if (gn >= N) continue;
-            float v = acc[i][j];
-            if (has_bias) v += bias[boff + gn];
-            v = alpha * activate(v, act);
-            __global float *dst = y + (ulong)gm * ldy + gn;
-            /* Only read y when asked: it may hold garbage (NaN) otherwise. */
-            *dst = accumulate ? *dst + v : v;
+            store_linear(y, (ulong)gm * ldy + gn, acc[i][j], bias, boff + gn, has_bias, alpha, act, accumulate);
         }
     }
 }
@@ -122,11 +117,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (lid < M) {
-        float v = red[lid * GEMV_WG];
-        if (has_bias) v += bias[boff + n];
-        v = alpha * activate(v, act);
-        __global float *dst = y + (ulong)lid * ldy + n;
-        *dst = accumulate ? *dst + v : v;
+        store_linear(y, (ulong)lid * ldy + n, red[lid * GEMV_WG], bias, boff + n, has_bias, alpha, act, accumulate);
     }
 }
 

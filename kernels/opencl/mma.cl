@@ -129,12 +129,8 @@ static inline void gemm_mma_body(const __global float *x, ulong xoff, int ldx,
     for (int n8 = 0; n8 < 8; n8++)
         for (int j = 0; j < 4; j++) {
             const int gm = m0 + 16 * warp + g + 8 * (j >> 1), gn = n0 + 8 * n8 + 2 * t + (j & 1);
-            if (gm >= M || gn >= N) continue;
-            float v = acc[n8][j];
-            if (has_bias) v += bias[boff + gn];
-            v = alpha * activate(v, act);
-            __global float *dst = y + (ulong)gm * ldy + gn;
-            *dst = accumulate ? *dst + v : v;
+            if (gm < M && gn < N)
+                store_linear(y, (ulong)gm * ldy + gn, acc[n8][j], bias, boff + gn, has_bias, alpha, act, accumulate);
         }
 }
 

@@ -23,13 +23,7 @@ struct DeviceWeights {
             throw FlamingoError.internal("row order of \(order.count) for \(name) \(t.shape)")
         }
         let size = t.dtype.byteSize, rowBytes = t.shape[1] * size
-        let type: CLWeightType
-        switch t.dtype {
-        case .f32: type = .f32
-        case .f16: type = .f16
-        case .bf16: type = .bf16
-        default: throw FlamingoError.unsupported("OpenCL: tensor \(name) has type \(t.dtype.rawValue)")
-        }
+        let type = try CLWeightType(t)
         guard let src = t.data.baseAddress, t.data.count >= order.count * rowBytes else {
             throw FlamingoError.internal("tensor \(name) has no data")
         }

@@ -65,6 +65,16 @@ public enum CLWeightType: Int, Sendable {
     case f32, f16, bf16
 
     public var byteSize: Int { self == .f32 ? 4 : 2 }
+
+    /// The device type of a stored tensor (f32, f16 or bf16).
+    init(_ t: TensorView) throws {
+        switch t.dtype {
+        case .f32: self = .f32
+        case .f16: self = .f16
+        case .bf16: self = .bf16
+        default: throw FlamingoError.unsupported("OpenCL: tensor \(t.name) has type \(t.dtype.rawValue); weights must be f32, f16 or bf16")
+        }
+    }
     var suffix: String { self == .f32 ? "f32" : self == .f16 ? "f16" : "bf16" }
 }
 
@@ -241,13 +251,7 @@ extension OpenCLRuntime {
     /// A stored tensor uploaded in its own type (f32, f16 or bf16), viewed
     /// as [rows, cols].
     public func weight(_ t: TensorView, rows: Int, cols: Int) throws -> CLWeight {
-        let type: CLWeightType
-        switch t.dtype {
-        case .f32: type = .f32
-        case .f16: type = .f16
-        case .bf16: type = .bf16
-        default: throw FlamingoError.unsupported("OpenCL: tensor \(t.name) has type \(t.dtype.rawValue); weights must be f32, f16 or bf16")
-        }
+        let type = try CLWeightType(t)
         guard rows >= 0, cols >= 0, rows * cols == t.count, t.data.count >= t.count * type.byteSize else {
             throw FlamingoError.invalidArgument("OpenCL: tensor \(t.name) of shape \(t.shape) viewed as \(rows)×\(cols)")
         }
