@@ -6,9 +6,9 @@
  * Activation planes: element (y, x, c) of a plane is at
  * off + y·row + x·pix + c·ch (ch = 1 for NHWC; the first conv reads the
  * [3, H, W] pixels directly with pix = 1, ch = H·W). Every kernel has a
- * fixed work-group size and bounds-checks its indices (no barriers here, so
- * the early returns are safe on PoCL). The 1×1 convolutions run as `linear`
- * (matmul.cl) over the pixels, followed by `nf_act`. */
+ * fixed work-group size and bounds-checks its indices (only the channel
+ * mean has barriers, and no return ahead of them). The 1×1 convolutions
+ * run as `linear` (matmul.cl) over the pixels, followed by `nf_act`. */
 
 #define NF_WG 64
 
@@ -124,26 +124,38 @@ void nf_avgpool2x2(const __global float *x, ulong xoff, int x_row, int x_pix, in
     y[yoff + (long)py * y_row + (long)px * y_pix + c] = s * (1.0f / (float)(ny * nx));
 }
 
-/* mean[c] over the h × w pixels of a plane (the squeeze-excite squeeze):
- * one work-item per channel, pixels summed in runs of 256 whose sums are
- * added to a running total (as the CPU kernel: long sums stay accurate). */
-__kernel __attribute__((reqd_work_group_size(NF_WG, 1, 1)))
+/* mean[c] over the h × w pixels of a plane (the squeeze-excite squeeze).
+ * A work-group of NF_MEAN_C channels × NF_MEAN_L lanes: lane l sums the
+ * pixels l, l + NF_MEAN_L, … with Kahan compensation (long sums stay
+ * accurate; the kernels build without fast-math), then the lanes are added
+ * in local memory. The grid is (c rounded up to NF_MEAN_C) × NF_MEAN_L;
+ * work-items past c compute on channel 0 and store nothing (no return ahead
+ * of a barrier: PoCL mishandles it). */
+#define NF_MEAN_C 16
+#define NF_MEAN_L 16
+__kernel __attribute__((reqd_work_group_size(NF_MEAN_C, NF_MEAN_L, 1)))
 void nf_channel_mean(const __global float *x, ulong xoff, int x_row, int x_pix, int h, int w,
                      __global float *mean, ulong moff, int cols) {
-    const int c = get_global_id(0);
-    if (c >= cols) return;
-    float total = 0.0f, run = 0.0f;
-    int in_run = 0;
-    for (int yy = 0; yy < h; yy++) {
-        const __global float *row = x + xoff + (long)yy * x_row + c;
-        for (int xx = 0; xx < w; xx++) {
-            run += row[(long)xx * x_pix];
-            if (++in_run == 256) { total += run; run = 0.0f; in_run = 0; }
-        }
-    }
-    total += run;
+    __local float part[NF_MEAN_L][NF_MEAN_C];
+    const int lc = get_local_id(0), lane = get_local_id(1);
+    const int c0 = get_global_id(0);
+    const int c = c0 < cols ? c0 : 0;
     const int n = h * w;
-    mean[moff + c] = n > 0 ? total * (1.0f / (float)n) : 0.0f;
+    float sum = 0.0f, comp = 0.0f;
+    for (int p = lane; p < n; p += NF_MEAN_L) {
+        const int yy = p / w, xx = p % w;
+        const float v = x[xoff + (long)yy * x_row + (long)xx * x_pix + c] - comp;
+        const float t = sum + v;
+        comp = (t - sum) - v;
+        sum = t;
+    }
+    part[lane][lc] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = NF_MEAN_L / 2; s > 0; s >>= 1) {
+        if (lane < s) part[lane][lc] += part[lane + s][lc];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lane == 0 && c0 < cols) mean[moff + c0] = n > 0 ? part[0][lc] * (1.0f / (float)n) : 0.0f;
 }
 
 /* The end of a NormFreeBlock: out = h·g[c] + shortcut, where

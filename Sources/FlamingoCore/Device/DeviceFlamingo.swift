@@ -8,7 +8,7 @@
 final class DeviceFlamingo {
     let rt: OpenCLRuntime
     let config: ModelConfig
-    let vision: DeviceVisionTransformer?      // nil: the NFNet runs on the host
+    let vision: DeviceVisionEncoder           // the CLIP ViT or the NFNet
     let resampler: DevicePerceiverResampler
     let lm: DeviceLanguageModel
     let crossAttention: [DeviceCrossAttention?]
@@ -19,10 +19,9 @@ final class DeviceFlamingo {
         self.rt = rt
         let c = model.config, w = DeviceWeights(rt: rt, model: model)
         config = c
-        if case .clipViT(let vc) = c.vision {
-            vision = try DeviceVisionTransformer(w, config: vc, prefix: "vision_encoder")
-        } else {
-            vision = nil
+        switch c.vision {
+        case .clipViT(let vc): vision = try DeviceVisionTransformer(w, config: vc, prefix: "vision_encoder")
+        case .nfnet(let nc): vision = try DeviceNFNet(w, config: nc, prefix: "vision_encoder")
         }
         resampler = try DevicePerceiverResampler(w, config: c.resampler, prefix: "perceiver")
         lm = try DeviceLanguageModel(w, config: c.languageModel, prefix: "lang_encoder")
@@ -38,10 +37,9 @@ final class DeviceFlamingo {
     }
 
     /// Feature tokens [frames · numPatches, width] of preprocessed frames
-    /// through the device ViT.
+    /// through the device vision encoder (ViT or NFNet).
     func features(_ frames: [UnsafePointer<Float>]) throws -> CLView? {
-        guard let vision else { return nil }
-        let v = vision.config.numPatches, w = vision.config.width
+        let v = config.vision.numPatches, w = config.vision.width
         return try lock.locked {
             let out = CLView(try rt.buffer(bytes: frames.count * v * w * 4, zeroed: false), stride: w)
             for (f, pixels) in frames.enumerated() { try vision(pixels, into: out.rows(from: f * v), scratch: scratch) }

@@ -60,7 +60,7 @@ public final class Flamingo: @unchecked Sendable {
         case .openCL(let rt):
             let d = try DeviceFlamingo(model, runtime: rt)
             device = d
-            vision = d.vision == nil ? try c.vision.load(model, prefix: "vision_encoder") : nil
+            vision = nil  // the device runs the vision encoder (ViT or NFNet)
             text = nil
         }
     }
