@@ -1618,21 +1618,24 @@ class Detokenizer:
         h = self._live()
         if isinstance(token, bool) or not isinstance(token, int) or not -(2**31) <= token < 2**31:
             raise ValueError(f"token must be a 32-bit int, not {token!r}")
-        lib = _lib.lib()
+        piece = self._call(lambda buf, n: _lib.lib().flamingo_detokenizer_push(h, token, buf, len(buf), n))
+        self.tokens.append(token)
+        self._emitted.append(piece)
+        return piece
+
+    def _call(self, f: Callable[[Any, Any], int]) -> bytes:
+        """Runs a push or flush into the output buffer, growing it on
+        BUFFER_TOO_SMALL (which consumes nothing); returns the bytes."""
         n = ctypes.c_size_t(0)
         while True:
-            st = lib.flamingo_detokenizer_push(h, token, self._buf, len(self._buf), ctypes.byref(n))
+            st = f(self._buf, ctypes.byref(n))
             if st != Status.BUFFER_TOO_SMALL:
                 break
-            # The token was not consumed: retry with a larger buffer.
             if len(self._buf) >= 1 << 24:
                 raise _error(st)
             self._buf = ctypes.create_string_buffer(2 * len(self._buf))
         _check(st)
-        piece = self._buf.raw[:n.value]
-        self.tokens.append(token)
-        self._emitted.append(piece)
-        return piece
+        return self._buf.raw[:n.value]
 
     def push(self, token: int) -> str:
         """Feeds one token and returns the text it completes (often "")."""
@@ -1640,15 +1643,11 @@ class Detokenizer:
 
     def finish_bytes(self) -> bytes:
         """As :meth:`finish`, returning the UTF-8 bytes."""
-        self._live()
+        h = self._live()
         self._finished = True
-        if not self.tokens:
-            return b""
-        full = self._model._detokenize_bytes(self.tokens, self.skip_special)
-        emitted = b"".join(self._emitted)
-        # The header has no flush: what is held back is the rest of the full
-        # decode. (Should the stream not be a prefix of it, nothing is added.)
-        return full[len(emitted):] if full.startswith(emitted) else b""
+        rest = self._call(lambda buf, n: _lib.lib().flamingo_detokenizer_flush(h, buf, len(buf), n))
+        self._emitted.append(rest)
+        return rest
 
     def finish(self) -> str:
         """Ends the stream and returns the text still held back (an

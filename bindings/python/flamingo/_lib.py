@@ -253,6 +253,8 @@ FUNCTIONS = {
         flamingo_status,
         [flamingo_detokenizer_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
     ),
+    "flamingo_detokenizer_flush": (
+        flamingo_status, [flamingo_detokenizer_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     # media is an array with stride media[0].struct_size: a void pointer.
     "flamingo_session_set_prompt": (
         flamingo_status,

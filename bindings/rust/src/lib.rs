@@ -1128,7 +1128,8 @@ impl Session {
 /// drop. `Send`, not `Sync`: one stream, one thread at a time.
 pub struct Detokenizer<'m> {
     raw: NonNull<sys::flamingo_detokenizer>,
-    model: &'m Model,
+    /// The library keeps the tokenizer alive; the borrow keeps the API honest.
+    _model: std::marker::PhantomData<&'m Model>,
     skip_special: bool,
     tokens: Vec<i32>,
     emitted: Vec<u8>,
@@ -1158,13 +1159,18 @@ impl<'m> Detokenizer<'m> {
         })?;
         Ok(Detokenizer {
             raw,
-            model,
+            _model: std::marker::PhantomData,
             skip_special,
             tokens: Vec::new(),
             emitted: Vec::new(),
             buf: vec![0u8; 64],
             finished: false,
         })
+    }
+
+    /// Whether special tokens are left out of the text.
+    pub fn skip_special(&self) -> bool {
+        self.skip_special
     }
 
     /// The raw handle, for use with [`sys`]. It stays owned by `self`.
@@ -1179,29 +1185,27 @@ impl<'m> Detokenizer<'m> {
         if self.finished {
             return Err(Error::invalid_argument("the detokenizer is finished"));
         }
+        let raw = self.raw.as_ptr();
+        let piece = self.call(|buf, cap, len| unsafe { sys::flamingo_detokenizer_push(raw, token, buf, cap, len) })?;
+        self.tokens.push(token);
+        self.emitted.extend_from_slice(&piece);
+        Ok(piece)
+    }
+
+    /// Runs a push or flush into the output buffer, growing it on
+    /// BUFFER_TOO_SMALL (which consumes nothing); returns the bytes.
+    fn call(&mut self, f: impl Fn(*mut c_char, usize, *mut usize) -> sys::flamingo_status) -> Result<Vec<u8>> {
         let mut len = 0usize;
         loop {
-            let st = unsafe {
-                sys::flamingo_detokenizer_push(
-                    self.raw.as_ptr(),
-                    token,
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    &mut len,
-                )
-            };
+            let st = f(self.buf.as_mut_ptr().cast(), self.buf.len(), &mut len);
             if st == sys::FLAMINGO_ERROR_BUFFER_TOO_SMALL && self.buf.len() < 1 << 24 {
                 let n = self.buf.len() * 2;
                 self.buf.resize(n, 0);
                 continue;
             }
             check(st)?;
-            break;
+            return Ok(self.buf[..len].to_vec());
         }
-        let piece = self.buf[..len].to_vec();
-        self.tokens.push(token);
-        self.emitted.extend_from_slice(&piece);
-        Ok(piece)
     }
 
     /// Feeds one token and returns the text it completes (often "").
@@ -1209,20 +1213,18 @@ impl<'m> Detokenizer<'m> {
         self.push_bytes(token).map(|b| String::from_utf8(b).unwrap_or_else(|e| lossy(e.as_bytes())))
     }
 
-    /// Ends the stream and returns the bytes still held back: the rest of the
-    /// full decode of the pushed tokens (the header has no flush; should the
-    /// stream not be a prefix of the full decode, nothing is added).
-    /// Afterwards [`push`](Self::push) fails.
+    /// Ends the stream and returns the bytes still held back
+    /// (flamingo_detokenizer_flush): with everything pushed before, exactly
+    /// the full decode of the pushed tokens. Afterwards [`push`](Self::push) fails.
     pub fn finish_bytes(&mut self) -> Result<Vec<u8>> {
         if self.finished {
             return Err(Error::invalid_argument("the detokenizer is finished"));
         }
         self.finished = true;
-        if self.tokens.is_empty() {
-            return Ok(Vec::new());
-        }
-        let full = self.model.detokenize_bytes(&self.tokens, self.skip_special)?;
-        Ok(if full.starts_with(&self.emitted) { full[self.emitted.len()..].to_vec() } else { Vec::new() })
+        let raw = self.raw.as_ptr();
+        let rest = self.call(|buf, cap, len| unsafe { sys::flamingo_detokenizer_flush(raw, buf, cap, len) })?;
+        self.emitted.extend_from_slice(&rest);
+        Ok(rest)
     }
 
     /// As [`finish_bytes`](Self::finish_bytes), as text.

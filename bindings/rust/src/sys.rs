@@ -383,6 +383,12 @@ unsafe extern "C" {
         capacity: usize,
         out_len: *mut usize,
     ) -> flamingo_status;
+    pub fn flamingo_detokenizer_flush(
+        detokenizer: *mut flamingo_detokenizer,
+        out_text: *mut c_char,
+        capacity: usize,
+        out_len: *mut usize,
+    ) -> flamingo_status;
 
     pub fn flamingo_session_set_prompt(
         session: *mut flamingo_session,
