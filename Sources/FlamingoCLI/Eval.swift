@@ -10,6 +10,8 @@ struct Eval: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "Model directory (default: $FLAMINGO_MODEL).") var model: String?
     @Option(help: "CPU threads (default: one per core).") var threads: Int?
+    @Option(help: "Compute backend: cpu or opencl.") var backend: String = "cpu"
+    @Option(help: "OpenCL device: an index from `flamingo devices` or a name substring.") var device: String?
     @Option(help: "captioning, vqa or classification.") var task: String
     @Option(help: "Demonstration pool: captions / VQA questions / classification file.") var train: String
     @Option(help: "Test set file (same format as --train).") var test: String
@@ -79,6 +81,8 @@ struct Eval: ParsableCommand {
         var o = try ModelOptions.parse([])
         o.model = model
         o.threads = threads
+        o.backend = backend
+        o.device = device
         return try o.load()
     }
 
