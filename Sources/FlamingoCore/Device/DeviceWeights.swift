@@ -29,7 +29,8 @@ struct DeviceWeights {
         }
         var bytes = [UInt8](repeating: 0, count: order.count * rowBytes)
         bytes.withUnsafeMutableBytes { dst in
-            for (i, r) in order.enumerated() { memcpy(dst.baseAddress! + i * rowBytes, src + r * rowBytes, rowBytes) }
+            guard let base = dst.baseAddress else { return }
+            for (i, r) in order.enumerated() { memcpy(base + i * rowBytes, src + r * rowBytes, rowBytes) }
         }
         let buffer = try rt.buffer(bytes: bytes.count, zeroed: false)
         try bytes.withUnsafeBytes { try rt.upload($0, to: buffer) }

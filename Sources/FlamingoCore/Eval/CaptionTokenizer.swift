@@ -46,9 +46,9 @@ public enum CaptionTokenizer {
 
     /// "u.s", "p.m", "a" (single letters joined by periods) or a known title.
     static func isAbbreviation(_ w: Substring) -> Bool {
-        if abbreviations.contains(String(w)) || (w.count == 1 && w.first!.isLetter) { return true }
+        if abbreviations.contains(String(w)) || (w.count == 1 && w.first?.isLetter == true) { return true }
         let parts = w.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count > 1 && parts.allSatisfy { $0.count == 1 && $0.first!.isLetter }
+        return parts.count > 1 && parts.allSatisfy { $0.count == 1 && $0.first?.isLetter == true }
     }
 
     /// Splits inside a chunk: "...", separators that are not between digits,

@@ -69,7 +69,7 @@ public enum EvalReport {
     public static func table(task: EvalTask, metric: String, results: [EvalResult]) -> String {
         let header = ["task", "shots", metric, "n"]
         let rows = results.map { [task.rawValue, String($0.shots), fixed2($0.score), String($0.n)] }
-        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! }
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { c, v in
                 let pad = String(repeating: " ", count: widths[c] - v.count)
