@@ -493,6 +493,11 @@ final class OpenCLOpTests: XCTestCase {
             }
             try run("scale", xd.map { Double(Float(-1.5) * $0) }) { try rt.scale(xv, rows: rows, cols: cols, by: -1.5, into: $0) }
             try run("copyRows", xd.map(Double.init)) { try rt.copyRows(xv, into: $0, rows: rows, cols: cols) }
+            let second = try guarded(rt, rows * cols)
+            try run("copyRows pair", xd.map(Double.init)) {
+                try rt.copyRows(xv, into: $0, and: uv, into: second.view(stride: cols), rows: rows, cols: cols)
+            }
+            check(try values(rt, second, "copyRows pair"), ud.map(Double.init), max: 0, "copyRows pair, second")
             // In place (into: nil) on the strided input.
             let io = try guarded(rt, rows * ld, initial: x)
             try rt.gelu(io.view(stride: ld), rows: rows, cols: cols)

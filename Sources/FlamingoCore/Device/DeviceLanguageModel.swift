@@ -72,8 +72,8 @@ func deviceCausalAttention(_ rt: OpenCLRuntime, q: CLView, k: CLView, v: CLView,
     for s in segments {
         let first = s.rows.lowerBound, n = s.rows.count, cache = s.state
         let kCache = CLView(cache.keys[layer], stride: kw), vCache = CLView(cache.values[layer], stride: kw)
-        try rt.copyRows(k.rows(from: first), into: kCache.rows(from: s.start), rows: n, cols: kw)
-        try rt.copyRows(v.rows(from: first), into: vCache.rows(from: s.start), rows: n, cols: kw)
+        try rt.copyRows(k.rows(from: first), into: kCache.rows(from: s.start), and: v.rows(from: first),
+                        into: vCache.rows(from: s.start), rows: n, cols: kw)
         let keys = s.start + n, o = CLView(out.buffer, offset: out.offset + first * qw, stride: qw)
         if n == 1 {
             try rt.decodeAttention(q: q.rows(from: first), k: kCache, v: vCache, out: o, keys: keys, heads: heads,

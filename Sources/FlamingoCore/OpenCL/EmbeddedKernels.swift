@@ -727,6 +727,16 @@ void copy_rows(const __global float *x, ulong xoff, int ldx, __global float *y, 
     y[yoff + r * ldy + c] = x[xoff + r * ldx + c];
 }
 
+/* Two row copies of the same shape in one launch (a step's keys and values
+ * into the KV cache): grid dimension 2 picks the pair. */
+__kernel __attribute__((reqd_work_group_size(EW_WG, 1, 1)))
+void copy_rows2(const __global float *x0, ulong x0off, int ldx0, __global float *y0, ulong y0off, int ldy0,
+                const __global float *x1, ulong x1off, int ldx1, __global float *y1, ulong y1off, int ldy1, int cols) {
+    EW_INDEX
+    if (get_global_id(2) == 0) y0[y0off + r * ldy0 + c] = x0[x0off + r * ldx0 + c];
+    else y1[y1off + r * ldy1 + c] = x1[x1off + r * ldx1 + c];
+}
+
 """#),
         ("embedding", #"""
 /* Embedding lookup: row r of y = row ids[r] of the table (f32, f16 or bf16,

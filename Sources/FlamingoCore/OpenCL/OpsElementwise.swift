@@ -45,6 +45,19 @@ extension OpenCLRuntime {
         try unary("copy_rows", x, rows: rows, cols: cols, into: y)
     }
 
+    /// Two copyRows of the same shape in one launch (keys and values into a KV cache).
+    public func copyRows(_ x0: CLView, into y0: CLView, and x1: CLView, into y1: CLView, rows: Int, cols: Int) throws {
+        let op = "copyRows2"
+        for (v, what) in [(x0, "x0"), (y0, "y0"), (x1, "x1"), (y1, "y1")] { try v.check(rows: rows, cols: cols, what, op) }
+        try launch("copy_rows2", family: "elementwise", global: [clRoundUp(cols, 64), rows, 2], local: [64, 1, 1]) { a in
+            for (x, y) in [(x0, y0), (x1, y1)] {
+                try a.buffer(x.buffer); try a.offset(x.offset); try a.int(max(x.stride, cols))
+                try a.buffer(y.buffer); try a.offset(y.offset); try a.int(max(y.stride, cols))
+            }
+            try a.int(cols)
+        }
+    }
+
     /// SwiGLU: y = silu(gate)·up (y nil: into gate).
     public func swiGLU(gate: CLView, up: CLView, rows: Int = 1, cols: Int, into y: CLView? = nil) throws {
         let y = y ?? gate, op = "swiGLU"
