@@ -33,17 +33,27 @@ final class DeviceCrossAttention {
         return kv
     }
 
-    /// One sequence's rows in a batched step and the media their rows see
-    /// (`textTime` as GatedCrossAttention.Rows).
+    /// One sequence's rows in a batched step and the media their rows see:
+    /// `selections` encodes, per row, the latents of its image (none before
+    /// the first image, uniform beyond the last: GatedCrossAttention.Rows),
+    /// uploaded once per step and shared by every block.
     struct Rows {
         let rows: Range<Int>
-        let textTime: [Int]
+        let selections: CLView
         let media: CLBuffer?
         let mediaTokens: Int
     }
 
+    /// The device encoding of a segment's per-row key selections.
+    static func selections(textTime: [Int], mediaTokens: Int, latentsPerMedia n: Int) -> [Int32] {
+        let numMedia = mediaTokens / max(n, 1)
+        return OpenCLRuntime.encodeSelections(textTime.map { t -> KeySelection in
+            t == 0 ? .none : t <= numMedia ? .range(((t - 1) * n)..<(t * n)) : .uniform
+        })
+    }
+
     func callAsFunction(_ x: CLView, rows: Int, parts: [Rows], scratch: DeviceScratch) throws {
-        let c = config, d = toQ.cols, inner = c.heads * c.dimHead, n = latentsPerMedia
+        let c = config, d = toQ.cols, inner = c.heads * c.dimHead
         let h = try scratch.take("h", rows * d)
         let q = CLView(try scratch.take("xq", rows * inner).buffer, stride: inner)
         let o = CLView(try scratch.take("xo", rows * inner).buffer, stride: inner)
@@ -52,16 +62,12 @@ final class DeviceCrossAttention {
         // Rows without media attend to nothing: a zero output (spec/30 §1).
         try rt.fill(o.buffer, with: 0, count: rows * inner)
         for part in parts {
-            guard let media = part.media else { continue }
-            let numMedia = part.mediaTokens / n
-            let select = part.textTime.map { t -> KeySelection in
-                t == 0 ? .none : t <= numMedia ? .range(((t - 1) * n)..<(t * n)) : .uniform
-            }
+            guard let media = part.media, !part.rows.isEmpty else { continue }
             let kv = CLView(media, stride: 2 * inner)
-            try rt.crossAttention(q: q.rows(from: part.rows.lowerBound), k: kv, v: kv.columns(from: inner),
-                                  out: o.rows(from: part.rows.lowerBound), queries: part.rows.count,
-                                  keys: part.mediaTokens, heads: c.heads, headDim: c.dimHead,
-                                  scale: 1 / Float(c.dimHead).squareRoot(), select: select)
+            try rt.attention(q: q.rows(from: part.rows.lowerBound), k: kv, v: kv.columns(from: inner),
+                             out: o.rows(from: part.rows.lowerBound), queries: part.rows.count, keys: part.mediaTokens,
+                             heads: c.heads, kvHeads: c.heads, headDim: c.dimHead,
+                             scale: 1 / Float(c.dimHead).squareRoot(), mask: .selections(part.selections, positionBase: 0))
         }
         try rt.linear(o, rows: rows, toOut, into: x, alpha: attnGate, accumulate: true)
         let f = try scratch.take("ffn", rows * ff1.rows)

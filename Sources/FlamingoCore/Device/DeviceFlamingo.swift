@@ -89,10 +89,14 @@ final class DeviceFlamingo {
         return try lock.locked {
             let x = try scratch.take("x", rows * d)
             try rt.embedding(tokens: tokens, table: lm.embedding, into: x)
+            let selections = try zip(segments, textTimes).map { seg, t in
+                CLView(try rt.temporaryBuffer(DeviceCrossAttention.selections(
+                    textTime: t, mediaTokens: seg.state.mediaTokens, latentsPerMedia: config.resampler.numLatents)))
+            }
             for (i, layer) in lm.layers.enumerated() {
                 if let block = crossAttention[i] {
-                    let parts = zip(segments, textTimes).map {
-                        DeviceCrossAttention.Rows(rows: $0.rows, textTime: $1, media: $0.state.mediaKV[i],
+                    let parts = zip(segments, selections).map {
+                        DeviceCrossAttention.Rows(rows: $0.rows, selections: $1, media: $0.state.mediaKV[i],
                                                   mediaTokens: $0.state.mediaTokens)
                     }
                     try block(x, rows: rows, parts: parts, scratch: scratch)

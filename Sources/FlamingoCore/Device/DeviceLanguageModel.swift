@@ -87,7 +87,8 @@ func deviceCausalAttention(_ rt: OpenCLRuntime, q: CLView, k: CLView, v: CLView,
     }
 }
 
-/// Rotary embedding of each segment's rows of x (head h at column h·headDim).
+/// Rotary embedding of each segment's rows of x (head h at column h·headDim)
+/// at the positions uploaded for the step.
 func deviceRotary(_ rt: OpenCLRuntime, _ x: CLView, segments: [DeviceSegment], heads: Int, headDim: Int,
                   dims: Int, theta: Float) throws {
     for s in segments {

@@ -68,5 +68,5 @@ struct DeviceSegment {
     let rows: Range<Int>
     let start: Int
     let state: DeviceSequence
-    let positions: [Int]                 // rotary position ids of its rows
+    let positions: CLView                // rotary position ids of its rows (Int32, uploaded once per step)
 }

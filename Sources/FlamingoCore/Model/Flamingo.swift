@@ -242,8 +242,12 @@ extension Flamingo {
             guard let state = s.sequence.device else { throw FlamingoError.internal("a host sequence on a device model") }
             try state.reserve(seg.start + seg.rows.count, length: seg.start)
             try state.setValid(s.valid, from: seg.start)
+            let positions = try seg.cache.positions[seg.start..<(seg.start + seg.rows.count)].map { p -> Int32 in
+                guard let v = Int32(exactly: p) else { throw FlamingoError.invalidArgument("position \(p) does not fit 32 bits") }
+                return v
+            }
             deviceSegments.append(DeviceSegment(rows: seg.rows, start: seg.start, state: state,
-                                                positions: Array(seg.cache.positions[seg.start..<(seg.start + seg.rows.count)])))
+                                                positions: CLView(try device.rt.temporaryBuffer(positions))))
         }
         return try device.forward(tokens: steps.flatMap(\.tokens), segments: deviceSegments, textTimes: textTimes,
                                   wanted: wanted)
