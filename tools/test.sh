@@ -55,6 +55,8 @@ suite "docs/api.md matches the header" python3 tools/check_api_doc.py
 suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "$lib" "${fixtures[@]}" "$video_fixture"
 suite "C example (pkg-config)" c_example_pkg_config
 suite "flamingo CLI" Tests/cli/run.sh "$prefix/bin/flamingo"
+suite "miniature model: engine = PyTorch (flamingo eval)" python3 Tests/mini/agreement.py "$prefix/bin/flamingo"
+suite "main job (tools/demo.sh)" bash tools/demo.sh
 suite "C consumer (find_package)" c_example_find_package
 suite "Python binding" python_binding
 suite "Rust crate" rust_crate
