@@ -55,7 +55,7 @@ ask orange_triangle "what shape is the orange object?" triangle
 ask blue_squares "how many objects are there?" 2
 ask three_shapes "how many objects are there?" 3
 ask three_shapes "how many circles are there?" 1
-ask orange_triangle "is there a yellow square?" no
+ask orange_triangle "what size is the orange triangle?" small
 
 echo
 echo "== in-context learning: invented words for colours, defined only by the shots (40 held-out questions)"

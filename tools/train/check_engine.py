@@ -9,6 +9,10 @@ directory):
 
 Usage (from the repository root, after `bash tools/build.sh`):
   FLAMINGO_LIBRARY=build/libflamingo.so.1 /work/refenv/bin/python tools/train/check_engine.py [--n 8]
+  /work/refenv/bin/python tools/train/check_engine.py --write-reference
+The second form needs no engine: it writes models/flamingo-mini/reference.json (the PyTorch
+logits of every position of the prompt below, its greedy / 3-beam continuations) so that a
+test without PyTorch can check the engine (max|delta| / max|ref| <= 1e-4, same argmax).
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ if not os.environ.get("FLAMINGO_LIBRARY"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import flamingo  # noqa: E402
 import evaluate_torch as ET  # noqa: E402
 import model as model_mod  # noqa: E402
 
@@ -41,19 +44,48 @@ PROMPT = ("<image>Output:a large red circle<|endofchunk|>\n"
           "<image>Question:what color is the triangle? Short answer:")
 
 
+def write_reference(model_dir, pt, tok, ev, images):
+    ids = tok(PROMPT)["input_ids"]
+    mask = torch.ones(1, len(ids), dtype=torch.long)
+    with torch.no_grad():
+        logits = pt(vision_x=ev.vision_x(images), lang_x=torch.tensor([ids]), attention_mask=mask).logits[0]
+        gens = {}
+        for beams in (1, 3):
+            out = pt.generate(vision_x=ev.vision_x(images), lang_x=torch.tensor([ids]), attention_mask=mask,
+                              max_new_tokens=8, num_beams=beams, length_penalty=0.0, do_sample=False)
+            new = out[0, len(ids):].tolist()
+            gens[f"beams{beams}"] = {"ids": new, "text": tok.decode(new, skip_special_tokens=True)}
+    ref = {
+        "note": "PyTorch (open_flamingo 2.0.1 Flamingo, fp32, weights from this directory) reference for the engine; "
+                "written by tools/train/check_engine.py --write-reference",
+        "prompt": PROMPT, "images": [f"examples/{p.name}" for p in images], "ids": ids,
+        "logits": [[float(f"{v:.7g}") for v in row] for row in logits.tolist()],
+        "argmax": logits.argmax(-1).tolist(), "max_abs": float(logits.abs().max()), "tolerance_rel": 1e-4,
+        "generate": {"max_new_tokens": 8, "length_penalty": 0.0, "eos": "<|endofchunk|>", **gens},
+    }
+    common.write_json(model_dir / "reference.json", ref)
+    print(f"wrote {model_dir / 'reference.json'}: {len(ids)} positions; greedy {gens['beams1']['text']!r}, "
+          f"3 beams {gens['beams3']['text']!r}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=MODEL_DIR)
     ap.add_argument("--n", type=int, default=8, help="test examples per task and shot count")
     ap.add_argument("--shots", default="0,4,8")
+    ap.add_argument("--write-reference", action="store_true", help="write MODEL/reference.json (no engine needed)")
     args = ap.parse_args(argv)
-    report = {"library": os.environ.get("FLAMINGO_LIBRARY"), "model": str(args.model)}
-
-    eng = flamingo.Model(str(args.model), threads=common.THREADS)
     pt, tok = model_mod.from_model_dir(args.model)
     ev = ET.Evaluator(pt, tok)
     ex = args.model / "examples"
     images = [ex / "red_circle.jpg", ex / "three_shapes.jpg"]
+    if args.write_reference:
+        write_reference(args.model, pt, tok, ev, images)
+        return
+    import flamingo
+
+    report = {"library": os.environ.get("FLAMINGO_LIBRARY"), "model": str(args.model)}
+    eng = flamingo.Model(str(args.model), threads=common.THREADS)
 
     # 1. logits
     ids_e = eng.tokenize(PROMPT)

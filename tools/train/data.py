@@ -263,7 +263,7 @@ class Chunk:
     colour: Optional[str] = None  # naming task: the colour that defines the answer
 
 
-TASK_WEIGHTS = [("caption", 0.36), ("vqa", 0.40), ("words", 0.14), ("classname", 0.10)]
+TASK_WEIGHTS = [("caption", 0.30), ("vqa", 0.34), ("words", 0.28), ("classname", 0.08)]
 
 
 def fresh_scene(rng: random.Random, kind: str, colour: Optional[str] = None) -> Scene:
@@ -276,14 +276,15 @@ def fresh_scene(rng: random.Random, kind: str, colour: Optional[str] = None) -> 
 
 
 def sample_sequence(rng: random.Random, max_images: int = 5, task: Optional[str] = None,
-                    n_images: Optional[int] = None, scene_fn=fresh_scene) -> Tuple[str, List[Chunk]]:
+                    n_images: Optional[int] = None, scene_fn=fresh_scene,
+                    weights=None) -> Tuple[str, List[Chunk]]:
     """One interleaved training document: (task, chunks). Chunks with scene None are text-only
     (their text starts without <image>); the others start with <image>. scene_fn(rng, kind,
     colour) provides the scenes (fresh ones, or entries of a pre-rendered bank)."""
     if task is None:
         r = rng.random()
         acc = 0.0
-        for task, w in TASK_WEIGHTS:
+        for task, w in (weights or TASK_WEIGHTS):
             acc += w
             if r < acc:
                 break

@@ -455,7 +455,8 @@ def main(argv=None):
         source = "tools/train/work (lm/, vision.pt, checkpoint.pt)"
     else:
         model, tok = model_mod.from_model_dir(args.model)
-        source = str(args.model)
+        source = str(args.model.resolve().relative_to(common.REPO)) if args.model.resolve().is_relative_to(common.REPO) \
+            else str(args.model)
     ev = Evaluator(model, tok)
     t_all = time.time()
     res = {"settings": {"model": source, "precision": "fp32 (no autocast)", "seed": SEED, "num_beams": NUM_BEAMS,

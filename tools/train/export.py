@@ -17,6 +17,7 @@ stage statistics and wall times.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,15 +27,22 @@ import common  # noqa: E402
 from common import CROSS_ATTN_EVERY_N_LAYERS, MODEL_DIR, REPO, RESAMPLER, WORK, XATTN, Timer  # noqa: E402
 
 
+CWD = REPO / "bindings" / "python"
+
+
+def _rel(p: Path) -> str:
+    return os.path.relpath(p, CWD)  # relative paths keep conversion.json free of machine paths
+
+
 def convert_command():
     return [
         sys.executable, "-m", "flamingo.convert", "openflamingo",
-        "--vision", str(WORK / "vision.pt"), "--vision-arch", str(WORK / "vision_arch.json"),
-        "--lm", str(WORK / "lm"), "--checkpoint", str(WORK / "checkpoint.pt"),
+        "--vision", _rel(WORK / "vision.pt"), "--vision-arch", _rel(WORK / "vision_arch.json"),
+        "--lm", _rel(WORK / "lm"), "--checkpoint", _rel(WORK / "checkpoint.pt"),
         "--cross-attn-every-n-layers", str(CROSS_ATTN_EVERY_N_LAYERS),
         "--resampler-geometry", ",".join(f"{k}={RESAMPLER[k]}" for k in ("depth", "heads", "dim_head", "num_latents", "ff_mult")),
         "--xattn-geometry", ",".join(f"{k}={XATTN[k]}" for k in ("heads", "dim_head", "ff_mult")),
-        "--dtype", "f32", "--out", str(MODEL_DIR), "--force",
+        "--dtype", "f32", "--out", _rel(MODEL_DIR), "--force",
     ]
 
 
@@ -42,8 +50,8 @@ def main():
     with Timer("export: convert"):
         cmd = convert_command()
         print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=REPO / "bindings" / "python", check=True)
-    size = sum(p.stat().st_size for p in MODEL_DIR.glob("*") if p.is_file() and p.name != "scores_torch.json")
+        subprocess.run(cmd, cwd=CWD, check=True)
+    size = sum((MODEL_DIR / f).stat().st_size for f in ("config.json", "model.safetensors", "tokenizer.json"))
     stats = {"model_files_bytes": size, "timings_s": json.loads((WORK / "timings.json").read_text())}
     for name in ("lm", "vision", "flamingo"):
         p = WORK / f"{name}_stats.json"
