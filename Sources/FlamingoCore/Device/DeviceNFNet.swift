@@ -37,20 +37,8 @@ final class DeviceNFNet {
         self.rt = rt
         act = c.activation == .gelu ? .gelu : .geluTanh
         gamma = Float(c.gamma)
-        func name(_ s: String) -> String { prefix.isEmpty ? s : "\(prefix).\(s)" }
-        var shapes: [String: [Int]] = [:]
-        for spec in c.weights(prefix: prefix) { shapes[spec.name] = spec.shape }
-        func get(_ s: String) throws -> TensorView {
-            let full = name(s)
-            let t = try tensor(full)
-            guard t.dtype.isFloat else {
-                throw FlamingoError.unsupported("tensor \(full) has dtype \(t.dtype.rawValue); weights must be F32, F16 or BF16")
-            }
-            if let want = shapes[full], t.shape != want {
-                throw FlamingoError.invalidFormat("tensor \(full) has shape \(t.shape), config implies \(want)")
-            }
-            return t
-        }
+        let shapes = c.weightShapes(prefix: prefix)
+        func get(_ s: String) throws -> TensorView { try c.checkedTensor(s, prefix: prefix, shapes: shapes, tensor) }
         let eps = c.stdConvEps
         // The CPU encoder's load-time standardisation (NFNet.init's stdConv), then uploaded.
         func stdConv(_ s: String, in cin: Int, out: Int, k: Int, stride: Int = 1, groups: Int = 1) throws -> CLConv {

@@ -348,20 +348,8 @@ public final class NFNet: @unchecked Sendable {
         self.keepAlive = keepAlive
         act = c.activation == .gelu ? .gelu : .geluTanh
         gamma = Float(c.gamma)
-        func name(_ s: String) -> String { prefix.isEmpty ? s : "\(prefix).\(s)" }
-        var shapes: [String: [Int]] = [:]
-        for spec in c.weights(prefix: prefix) { shapes[spec.name] = spec.shape }
-        func get(_ s: String) throws -> TensorView {
-            let full = name(s)
-            let t = try tensor(full)
-            guard t.dtype.isFloat else {
-                throw FlamingoError.unsupported("tensor \(full) has dtype \(t.dtype.rawValue); weights must be F32, F16 or BF16")
-            }
-            if let want = shapes[full], t.shape != want {
-                throw FlamingoError.invalidFormat("tensor \(full) has shape \(t.shape), config implies \(want)")
-            }
-            return t
-        }
+        let shapes = c.weightShapes(prefix: prefix)
+        func get(_ s: String) throws -> TensorView { try c.checkedTensor(s, prefix: prefix, shapes: shapes, tensor) }
         let eps = c.stdConvEps
         func stdConv(_ s: String, in cin: Int, out: Int, k: Int, stride: Int = 1, groups: Int = 1) throws -> Conv2D {
             let winograd = c.winograd
@@ -623,4 +611,27 @@ private func tensorFloats(_ t: TensorView) -> [Float] {
         }
     }
     return (0..<n).map { t.float(at: $0) }
+}
+
+extension NFNetConfig {
+    /// Each tensor's shape by full name (`weights(prefix:)`).
+    func weightShapes(prefix: String) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        for spec in weights(prefix: prefix) { shapes[spec.name] = spec.shape }
+        return shapes
+    }
+
+    /// Tensor `s` under `prefix`, checked to be floating point and of the shape the config implies.
+    func checkedTensor(_ s: String, prefix: String, shapes: [String: [Int]],
+                       _ tensor: (String) throws -> TensorView) throws -> TensorView {
+        let full = prefix.isEmpty ? s : "\(prefix).\(s)"
+        let t = try tensor(full)
+        guard t.dtype.isFloat else {
+            throw FlamingoError.unsupported("tensor \(full) has dtype \(t.dtype.rawValue); weights must be F32, F16 or BF16")
+        }
+        if let want = shapes[full], t.shape != want {
+            throw FlamingoError.invalidFormat("tensor \(full) has shape \(t.shape), config implies \(want)")
+        }
+        return t
+    }
 }
