@@ -188,7 +188,8 @@ static __attribute__((noinline)) void cv_epilogue(const float *buf, int width, i
 #define CV_P8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
 /* np (≤ 6) pixels × 16 channels; cnt (9..16) channels are real. */
-FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int cnt, size_t p0, const int np) {
+FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int cnt, size_t p0, const int np,
+                         const float *pf) {
     size_t py = p0 / (size_t)c->out_w, px = p0 % (size_t)c->out_w;
 #define DECL(i) const float *in##i = 0; float *out##i = 0; \
     if (np > i) cv_pixel(c, g, c0, &py, &px, &in##i, &out##i);
@@ -218,6 +219,7 @@ FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int 
             for (int ic = 0; ic < cin; ic++) {
                 const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
                 w += 16;
+                if (pf) { _mm_prefetch((const char *)pf, _MM_HINT_T1); pf += 16; }
 #define STEP(i) if (np > i) { const __m256 x = _mm256_broadcast_ss(q##i + ic); \
                 a##i##0 = _mm256_fmadd_ps(x, w0, a##i##0); a##i##1 = _mm256_fmadd_ps(x, w1, a##i##1); }
                 CV_P6(STEP)
@@ -274,18 +276,21 @@ FK_INLINE void cv_tile8(const fk_conv2d *c, const float *w, int g, int c0, int c
 
 /* Pixels [p, end) in register tiles of as equal sizes as possible (25 pixels: five of 5, not four
  * of 6 and one of 1, which would stream the whole weight block for a single pixel). */
-static void cv_run16(const fk_conv2d *cp, const float *w, int g, int c0, int cnt, size_t p, size_t end) {
+/* pf: the weights of the task that follows, prefetched (one cache line per step) during the
+ * first register tile. */
+static void cv_run16(const fk_conv2d *cp, const float *w, int g, int c0, int cnt, size_t p, size_t end,
+                     const float *pf) {
     const fk_conv2d cc = *cp, *c = &cc;  /* a local copy: its fields stay in registers across the tiles */
     const size_t n = end - p, tiles = (n + 5) / 6;
     for (size_t i = 0; i < tiles; i++) {
         const size_t sz = n / tiles + (i < n % tiles);
         switch (sz) {
-        case 6: cv_tile16(c, w, g, c0, cnt, p, 6); break;
-        case 5: cv_tile16(c, w, g, c0, cnt, p, 5); break;
-        case 4: cv_tile16(c, w, g, c0, cnt, p, 4); break;
-        case 3: cv_tile16(c, w, g, c0, cnt, p, 3); break;
-        case 2: cv_tile16(c, w, g, c0, cnt, p, 2); break;
-        case 1: cv_tile16(c, w, g, c0, cnt, p, 1); break;
+        case 6: cv_tile16(c, w, g, c0, cnt, p, 6, i == 0 ? pf : NULL); break;
+        case 5: cv_tile16(c, w, g, c0, cnt, p, 5, i == 0 ? pf : NULL); break;
+        case 4: cv_tile16(c, w, g, c0, cnt, p, 4, i == 0 ? pf : NULL); break;
+        case 3: cv_tile16(c, w, g, c0, cnt, p, 3, i == 0 ? pf : NULL); break;
+        case 2: cv_tile16(c, w, g, c0, cnt, p, 2, i == 0 ? pf : NULL); break;
+        case 1: cv_tile16(c, w, g, c0, cnt, p, 1, i == 0 ? pf : NULL); break;
         default: break;
         }
         p += sz;
@@ -329,7 +334,9 @@ void fk_conv2d_run(const fk_conv2d *c, size_t lo, size_t hi) {
         const float *w = c->weight + (size_t)g * l.group + (size_t)b * l.k * 16;
         if (b < l.n16) {
             if (cnt > 16) cnt = 16;
-            cv_run16(c, w, g, c0, cnt, p, end);
+            /* the next task's block: the next 16 channels, or the group's first block again */
+            const float *next = b + 1 < l.n16 ? w + l.k * 16 : c->weight + (size_t)g * l.group;
+            cv_run16(c, w, g, c0, cnt, p, end, next);
         } else {
             cv_run8(c, w, g, c0, cnt, p, end);
         }
@@ -469,14 +476,19 @@ size_t fk_wino_tasks(const fk_wino *w) {
     return (size_t)w->groups * ((tiles + ch - 1) / ch);
 }
 
+/* Floats between consecutive positions of V (c = cin_g) or M (c = cout_g) for nt tiles. One
+ * extra cache line: with the bare nt·c (often a multiple of 4 KB) the 36 positions a tile's
+ * transform touches all map to one L1 set and evict each other on every access. */
+static size_t wino_stride(size_t nt, int c) { return nt * (size_t)c + 16; }
+
 size_t fk_wino_scratch_size(const fk_wino *w) {
-    return (size_t)wino_positions(w->tile) * wino_chunk(w) * (size_t)(w->cin_g + w->cout_g) + 16;
+    const size_t ch = wino_chunk(w);
+    return (size_t)wino_positions(w->tile) * (wino_stride(ch, w->cin_g) + wino_stride(ch, w->cout_g)) + 16;
 }
 
 /* V[pos][i][k] (pos stride nt·c, tile stride c) for tiles t0 … t0+nt−1 of a tw-wide grid, channels
  * [0, c) of `in` (already offset to the group); padded input extents in_h × in_w. */
-static void wino_input(const fk_wino *w, const float *in, int c, int tw, size_t t0, int nt, float *v) {
-    const size_t ps = (size_t)nt * c;
+static void wino_input(const fk_wino *w, const float *in, int c, int tw, size_t t0, int nt, size_t ps, float *v) {
     for (int it = 0; it < nt; it++) {
         const size_t t = t0 + (size_t)it;
         const int ty = (int)(t / (size_t)tw), tx = (int)(t % (size_t)tw);
@@ -530,8 +542,8 @@ static void wino_input(const fk_wino *w, const float *in, int c, int tw, size_t 
 }
 
 /* act(Aᵀ·M·A + bias)·scale into `out` (offset to the group's first channel) for the same tiles. */
-static void wino_output(const fk_wino *w, const float *m, int c, int tw, size_t t0, int nt, const float *bias, float *out) {
-    const size_t ps = (size_t)nt * c;
+static void wino_output(const fk_wino *w, const float *m, int c, int tw, size_t t0, int nt, size_t ps, const float *bias,
+                        float *out) {
     const __m256 s = _mm256_set1_ps(w->act_scale);
     const int act = w->act;
     for (int it = 0; it < nt; it++) {
@@ -615,8 +627,7 @@ static inline void wino4_a1(const float x[6], float y[4]) {
     y[3] = x[1] - x[2] + 8 * (x[3] - x[4]) + x[5];
 }
 
-static void wino4_input(const fk_wino *w, const float *in, int c, int tw, size_t t0, int nt, float *v) {
-    const size_t ps = (size_t)nt * c;
+static void wino4_input(const fk_wino *w, const float *in, int c, int tw, size_t t0, int nt, size_t ps, float *v) {
     for (int it = 0; it < nt; it++) {
         const size_t t = t0 + (size_t)it;
         const int ty = (int)(t / (size_t)tw), tx = (int)(t % (size_t)tw);
@@ -661,8 +672,8 @@ static void wino4_input(const fk_wino *w, const float *in, int c, int tw, size_t
     }
 }
 
-static void wino4_output(const fk_wino *w, const float *mm, int c, int tw, size_t t0, int nt, const float *bias, float *out) {
-    const size_t ps = (size_t)nt * c;
+static void wino4_output(const fk_wino *w, const float *mm, int c, int tw, size_t t0, int nt, size_t ps, const float *bias,
+                         float *out) {
     const __m256 s = _mm256_set1_ps(w->act_scale);
     const int act = w->act;
     for (int it = 0; it < nt; it++) {
@@ -706,6 +717,52 @@ static void wino4_output(const fk_wino *w, const float *mm, int c, int tw, size_
     }
 }
 
+/* The products of one position: M[i][·] = V[i][·]·U for nt tiles (rows vrow / mrow floats apart),
+ * U packed as fk_conv2d_pack packs a 1×1 convolution: blocks of 16 output channels, each
+ * [cin][16]. np (≤ 6) tiles × 16 channels of accumulators; nothing else to do per tile (no bias,
+ * no activation, no channel tail), so the tile's fixed cost stays small next to its cin steps. */
+FK_INLINE void wino_tile(const float *v, size_t vrow, const float *u, int cin, float *m, size_t mrow, const int np,
+                         const float *pf) {
+#define DECL(i) const float *q##i = v + (size_t)(i) * vrow; __m256 a##i##0 = _mm256_setzero_ps(), a##i##1 = a##i##0;
+    CV_P6(DECL)
+#undef DECL
+    for (int ic = 0; ic < cin; ic++) {
+        const __m256 w0 = _mm256_load_ps(u), w1 = _mm256_load_ps(u + 8);
+        u += 16;
+        if (pf) _mm_prefetch((const char *)(pf + (size_t)ic * 16), _MM_HINT_T1);
+#define STEP(i) if (np > i) { const __m256 x = _mm256_broadcast_ss(q##i + ic); \
+        a##i##0 = _mm256_fmadd_ps(x, w0, a##i##0); a##i##1 = _mm256_fmadd_ps(x, w1, a##i##1); }
+        CV_P6(STEP)
+#undef STEP
+    }
+#define STORE(i) if (np > i) { _mm256_storeu_ps(m + (size_t)(i) * mrow, a##i##0); _mm256_storeu_ps(m + (size_t)(i) * mrow + 8, a##i##1); }
+    CV_P6(STORE)
+#undef STORE
+}
+
+static void wino_products(const float *v, size_t vrow, const float *u, int cin, int cout, float *m, size_t mrow, int nt,
+                          const float *next) {
+    const int groups = (nt + 5) / 6;
+    for (int c0 = 0; c0 < cout; c0 += 16, u += (size_t)cin * 16, next = next ? next + (size_t)cin * 16 : NULL) {
+        int i0 = 0;
+        for (int gi = 0; gi < groups; gi++) {  /* tiles in groups of as equal sizes as possible */
+            const int sz = nt / groups + (gi < nt % groups);
+            const float *vi = v + (size_t)i0 * vrow;
+            float *mi = m + (size_t)i0 * mrow + c0;
+            switch (sz) {
+            case 6: wino_tile(vi, vrow, u, cin, mi, mrow, 6, gi == 0 ? next : NULL); break;
+            case 5: wino_tile(vi, vrow, u, cin, mi, mrow, 5, gi == 0 ? next : NULL); break;
+            case 4: wino_tile(vi, vrow, u, cin, mi, mrow, 4, gi == 0 ? next : NULL); break;
+            case 3: wino_tile(vi, vrow, u, cin, mi, mrow, 3, gi == 0 ? next : NULL); break;
+            case 2: wino_tile(vi, vrow, u, cin, mi, mrow, 2, gi == 0 ? next : NULL); break;
+            case 1: wino_tile(vi, vrow, u, cin, mi, mrow, 1, gi == 0 ? next : NULL); break;
+            default: break;
+            }
+            i0 += sz;
+        }
+    }
+}
+
 void fk_wino_run(const fk_wino *w, size_t lo, size_t hi, float *scratch) {
     const int mt = wino_m(w->tile), np = wino_positions(w->tile);
     const int th = (w->out_h + mt - 1) / mt, tw = (w->out_w + mt - 1) / mt;
@@ -713,26 +770,36 @@ void fk_wino_run(const fk_wino *w, size_t lo, size_t hi, float *scratch) {
     if (chunks == 0) return;
     const int cin = w->cin_g, cout = w->cout_g;
     const size_t ps = wino_pos_size(cin, cout);
-    float *v = scratch, *m = scratch + (size_t)np * ch * cin;
+    const size_t vs = wino_stride(ch, cin), ms = wino_stride(ch, cout);
+    float *v = scratch, *m = scratch + (size_t)np * vs;
     for (size_t task = lo; task < hi; task++) {
         const int g = (int)(task / chunks);
         if (g >= w->groups) return;
         const size_t t0 = (task % chunks) * ch;
         const int nt = (int)(tiles - t0 < ch ? tiles - t0 : ch);
-        if (mt == 4) wino4_input(w, w->in + (ptrdiff_t)g * cin, cin, tw, t0, nt, v);
-        else wino_input(w, w->in + (ptrdiff_t)g * cin, cin, tw, t0, nt, v);
+        if (mt == 4) wino4_input(w, w->in + (ptrdiff_t)g * cin, cin, tw, t0, nt, vs, v);
+        else wino_input(w, w->in + (ptrdiff_t)g * cin, cin, tw, t0, nt, vs, v);
         for (int pos = 0; pos < np; pos++) {
+            if (cout % 16 == 0) {
+                /* The next position's filters (the next group's first after the last) are prefetched
+                 * during these products: they come from memory, and waiting for them stalls the FMAs. */
+                const size_t nextpos = (size_t)g * np + pos + 1;
+                wino_products(v + (size_t)pos * vs, (size_t)cin, w->weight + ((size_t)g * np + pos) * ps, cin, cout,
+                              m + (size_t)pos * ms, (size_t)cout, nt,
+                              nextpos < (size_t)w->groups * np ? w->weight + nextpos * ps : NULL);
+                continue;
+            }
             fk_conv2d c = {
-                .in = v + (size_t)pos * nt * cin, .in_row = (ptrdiff_t)nt * cin, .in_pix = cin,
+                .in = v + (size_t)pos * vs, .in_row = (ptrdiff_t)nt * cin, .in_pix = cin,
                 .weight = w->weight + ((size_t)g * np + pos) * ps, .bias = NULL,
-                .out = m + (size_t)pos * nt * cout, .out_row = (ptrdiff_t)nt * cout, .out_pix = cout,
+                .out = m + (size_t)pos * ms, .out_row = (ptrdiff_t)nt * cout, .out_pix = cout,
                 .out_h = 1, .out_w = nt, .kh = 1, .kw = 1, .stride = 1, .groups = 1, .cin_g = cin, .cout_g = cout,
                 .act = FK_ACT_NONE, .act_scale = 1.0f,
             };
             fk_conv2d_run(&c, 0, fk_conv2d_tasks(&c));
         }
         const float *bias = w->bias ? w->bias + (size_t)g * cout : NULL;
-        if (mt == 4) wino4_output(w, m, cout, tw, t0, nt, bias, w->out + (ptrdiff_t)g * cout);
-        else wino_output(w, m, cout, tw, t0, nt, bias, w->out + (ptrdiff_t)g * cout);
+        if (mt == 4) wino4_output(w, m, cout, tw, t0, nt, ms, bias, w->out + (ptrdiff_t)g * cout);
+        else wino_output(w, m, cout, tw, t0, nt, ms, bias, w->out + (ptrdiff_t)g * cout);
     }
 }
