@@ -440,7 +440,7 @@ public final class NFNet: @unchecked Sendable {
         defer { scratchPool.give(ws, xs) }
         // Stem: each conv writes act(conv)·gamma straight into the zero-padded input of the next.
         var geo = stem[0].padding(h: h, w: w)
-        var input = Plane(ws.take(geo.paddedH * geo.paddedW * 3, zeroed: true), h: geo.paddedH, w: geo.paddedW, c: 3)
+        var input = ws.takePadded(geo, h: h, w: w, c: 3)
         for ch in 0..<3 {
             for y in 0..<h {
                 let src = pixels + (ch * h + y) * w
@@ -454,8 +454,7 @@ public final class NFNet: @unchecked Sendable {
             size = (geo.outH, geo.outW)
             if i + 1 < stem.count {
                 let next = stem[i + 1].padding(h: geo.outH, w: geo.outW)
-                let padded = Plane(ws.take(next.paddedH * next.paddedW * conv.outChannels, zeroed: true),
-                                   h: next.paddedH, w: next.paddedW, c: conv.outChannels)
+                let padded = ws.takePadded(next, h: geo.outH, w: geo.outW, c: conv.outChannels)
                 conv(input, into: padded.offset(y: next.top, x: next.left).resized(h: geo.outH, w: geo.outW),
                      activation: act, scale: gamma, scratch: ws)
                 input = padded
@@ -520,13 +519,13 @@ public final class NFNet: @unchecked Sendable {
         }
 
         // Residual branch: each conv writes act(conv)·gamma straight into the next conv's (padded) input.
-        let pad2 = Plane(ws.take(g2.paddedH * g2.paddedW * mid, zeroed: true), h: g2.paddedH, w: g2.paddedW, c: mid)
+        let pad2 = ws.takePadded(g2, h: h, w: w, c: mid)
         b.conv1(a, into: pad2.offset(y: g2.top, x: g2.left).resized(h: h, w: w), activation: act, scale: gamma,
                 scratch: ws)
         let h3in = Plane(ws.take(po * mid), h: oh, w: ow, c: mid)
         if let c2b = b.conv2b {
             let g2b = c2b.padding(h: oh, w: ow)
-            let pad2b = Plane(ws.take(g2b.paddedH * g2b.paddedW * mid, zeroed: true), h: g2b.paddedH, w: g2b.paddedW, c: mid)
+            let pad2b = ws.takePadded(g2b, h: oh, w: ow, c: mid)
             b.conv2(pad2, into: pad2b.offset(y: g2b.top, x: g2b.left).resized(h: oh, w: ow), activation: act, scale: gamma,
                     scratch: ws)
             c2b(pad2b, into: h3in, activation: act, scale: gamma, scratch: ws)
