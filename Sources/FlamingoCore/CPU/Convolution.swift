@@ -301,12 +301,12 @@ func parallelTasks(_ n: Int, work: Int, chunks: Int, even: Bool = false, _ body:
     if Threads.count <= 1 || n == 1 || chunks <= 1 || work < 1 << 17 { body(0, 0..<n); return }
     if even {
         let k = min(chunks, n)
-        DispatchQueue.concurrentPerform(iterations: k) { i in body(i, (i * n / k)..<((i + 1) * n / k)) }
+        Threads.run(k) { i in body(i, (i * n / k)..<((i + 1) * n / k)) }
         return
     }
     let per = (n + chunks - 1) / chunks
     let used = (n + per - 1) / per
-    DispatchQueue.concurrentPerform(iterations: used) { i in
+    Threads.run(used) { i in
         let lo = i * per
         body(i, lo..<min(n, lo + per))
     }

@@ -78,7 +78,7 @@ func parallelChunks(_ n: Int, _ body: (Range<Int>) -> Void) {
     let chunks = min(Threads.count, (n + grain - 1) / grain)
     if chunks <= 1 { body(0..<n); return }
     let per = (n + chunks - 1) / chunks
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    Threads.run(chunks) { c in
         let lo = c * per
         body(lo..<min(n, lo + per))
     }
@@ -93,4 +93,25 @@ public enum Threads {
         count = max(1, n)
         openblas_set_num_threads(Int32(count))
     }
+
+    /// Calls body(i) for every i in 0..<n on up to `count` threads and returns when all have
+    /// returned: on the kernels' own pool (kernels/cpu/pool.c), or on libdispatch when that
+    /// pool is taken (a nested call, another thread's job).
+    static func run(_ n: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { escaping in
+            let job = PoolJob(escaping)
+            let ran = fk_pool_run(n, { ctx, i in
+                guard let ctx else { return }
+                Unmanaged<PoolJob>.fromOpaque(ctx).takeUnretainedValue().body(i)
+            }, Unmanaged.passUnretained(job).toOpaque(), Int32(clamping: count))
+            if ran != 0 { DispatchQueue.concurrentPerform(iterations: n, execute: escaping) }
+            withExtendedLifetime(job) {}
+        }
+    }
+}
+
+/// The closure of a pool job, passed to C as its context.
+private final class PoolJob {
+    let body: (Int) -> Void
+    init(_ body: @escaping (Int) -> Void) { self.body = body }
 }
