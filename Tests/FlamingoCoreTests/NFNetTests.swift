@@ -206,7 +206,7 @@ final class NFNetTests: XCTestCase {
         runConvCase(h: 3, w: 4, cin: 24, cout: 40, k: 1, stride: 1, groups: 2, act: .gelu, direct: true)
         // NFNet's real group width: 128 channels per group, 2 groups, 6-pixel and 8-pixel tails.
         runConvCase(h: 7, w: 9, cin: 256, cout: 256, k: 3, stride: 2, groups: 2, act: .gelu, direct: true)
-        // A map larger than one 48-pixel task.
+        // A map larger than one task (192 pixels).
         runConvCase(h: 17, w: 19, cin: 8, cout: 8, k: 3, stride: 1, groups: 1, act: .gelu, direct: true)
     }
 
