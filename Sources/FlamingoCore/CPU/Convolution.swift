@@ -160,7 +160,10 @@ public final class Conv2D: @unchecked Sendable {
         while (groups * chunks < 2 * Threads.count || (groups * chunks) % Threads.count != 0) && chunks < tiles { chunks += 1 }
         c.chunk = Int32((tiles + chunks - 1) / chunks)
         let tasks = fk_wino_tasks(&c), per = fk_wino_scratch_size(&c)
-        let slots = parallelSlots(tasks)
+        // One run of tasks (and one scratch) per thread: the pool's caller and worker claim
+        // runs 0 and 1 in practice, so each thread's V and M stay in its own L2 from one
+        // convolution to the next (8 runs meant scratch last written by the other core: 4% of F6).
+        let slots = min(tasks, Threads.count)
         let space = scratch.take(slots * per)
         let work = out.pixels * outChannels * (inChannels / groups) * 4
         withUnsafePointer(to: &c) { cp in
