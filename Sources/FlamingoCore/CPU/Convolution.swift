@@ -143,7 +143,11 @@ public final class Conv2D: @unchecked Sendable {
         let tasks = fk_conv2d_tasks(&c)
         let flops = out.pixels * outChannels * kernel * kernel * (inChannels / groups)
         withUnsafePointer(to: &c) { cp in
-            parallelTasks(tasks, work: flops) { fk_conv2d_run(cp, $0.lowerBound, $0.upperBound) }
+            // Equal tasks, one contiguous run per thread: each thread keeps its pixels in its own
+            // L2 while the channel blocks pass (F6: 1–2% faster than 4 dynamic runs per thread).
+            parallelTasks(tasks, work: flops, chunks: min(tasks, Threads.count), even: true) { _, r in
+                fk_conv2d_run(cp, r.lowerBound, r.upperBound)
+            }
         }
     }
 
