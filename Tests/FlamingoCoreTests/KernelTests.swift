@@ -223,4 +223,34 @@ extension KernelTests {
         for i in 0..<nq { for c in (heads * hd)..<outStride { want[i * outStride + c] = Double(out.p[i * outStride + c]) } }
         check(out, want, maxNMSE: 1e-10, "attentionBlock")
     }
+
+    /// The worker pool: every index exactly once, for counts around the thread count; a nested
+    /// call (the pool is taken: libdispatch runs it) and jobs from two host threads at once.
+    func testThreadPool() {
+        let saved = Threads.count
+        defer { Threads.set(saved) }
+        Threads.set(max(2, saved))
+        for n in [1, 2, 3, 7, 64, 1000] {
+            var hits = [Int32](repeating: 0, count: n)
+            hits.withUnsafeMutableBufferPointer { h in
+                let p = h.baseAddress
+                Threads.run(n) { i in p?[i] += 1 }
+            }
+            XCTAssertEqual(hits, [Int32](repeating: 1, count: n), "n=\(n)")
+        }
+        var nested = [Int32](repeating: 0, count: 12)
+        nested.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress
+            Threads.run(3) { i in Threads.run(4) { j in p?[i * 4 + j] += 1 } }
+        }
+        XCTAssertEqual(nested, [Int32](repeating: 1, count: 12))
+        var concurrent = [Int32](repeating: 0, count: 2 * 500)
+        concurrent.withUnsafeMutableBufferPointer { h in
+            let p = h.baseAddress
+            DispatchQueue.concurrentPerform(iterations: 2) { t in
+                for r in 0..<50 { Threads.run(10) { i in p?[t * 500 + r * 10 + i] += 1 } }
+            }
+        }
+        XCTAssertEqual(concurrent, [Int32](repeating: 1, count: 1000))
+    }
 }
