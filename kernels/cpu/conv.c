@@ -198,6 +198,16 @@ static __attribute__((noinline)) void cv_epilogue(const float *buf, int width, i
  * compile-time constant at each call, so the guards on unused pixels fold away. */
 #define CV_P6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define CV_P8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+/* TILE(np) with np = sz (1 … 6 or 8) as a compile-time constant. */
+#define CV_BY_SIZE6(sz, TILE) \
+    switch (sz) { \
+    case 6: TILE(6); break; case 5: TILE(5); break; case 4: TILE(4); break; \
+    case 3: TILE(3); break; case 2: TILE(2); break; case 1: TILE(1); break; default: break; \
+    }
+#define CV_BY_SIZE8(sz, TILE) \
+    switch (sz) { \
+    case 8: TILE(8); break; case 7: TILE(7); break; default: CV_BY_SIZE6(sz, TILE) \
+    }
 
 /* np (≤ 6) pixels × 16 channels; cnt (9..16) channels are real. */
 FK_INLINE void cv_tile16(const fk_conv2d *c, const float *w, int g, int c0, int cnt, size_t p0, const int np,
@@ -296,15 +306,9 @@ static void cv_run16(const fk_conv2d *cp, const float *w, int g, int c0, int cnt
     const size_t n = end - p, tiles = (n + 5) / 6;
     for (size_t i = 0; i < tiles; i++) {
         const size_t sz = n / tiles + (i < n % tiles);
-        switch (sz) {
-        case 6: cv_tile16(c, w, g, c0, cnt, p, 6, i == 0 ? pf : NULL); break;
-        case 5: cv_tile16(c, w, g, c0, cnt, p, 5, i == 0 ? pf : NULL); break;
-        case 4: cv_tile16(c, w, g, c0, cnt, p, 4, i == 0 ? pf : NULL); break;
-        case 3: cv_tile16(c, w, g, c0, cnt, p, 3, i == 0 ? pf : NULL); break;
-        case 2: cv_tile16(c, w, g, c0, cnt, p, 2, i == 0 ? pf : NULL); break;
-        case 1: cv_tile16(c, w, g, c0, cnt, p, 1, i == 0 ? pf : NULL); break;
-        default: break;
-        }
+#define TILE(np) cv_tile16(c, w, g, c0, cnt, p, np, i == 0 ? pf : NULL)
+        CV_BY_SIZE6(sz, TILE)
+#undef TILE
         p += sz;
     }
 }
@@ -314,17 +318,9 @@ static void cv_run8(const fk_conv2d *cp, const float *w, int g, int c0, int cnt,
     const size_t n = end - p, tiles = (n + 7) / 8;
     for (size_t i = 0; i < tiles; i++) {
         const size_t sz = n / tiles + (i < n % tiles);
-        switch (sz) {
-        case 8: cv_tile8(c, w, g, c0, cnt, p, 8); break;
-        case 7: cv_tile8(c, w, g, c0, cnt, p, 7); break;
-        case 6: cv_tile8(c, w, g, c0, cnt, p, 6); break;
-        case 5: cv_tile8(c, w, g, c0, cnt, p, 5); break;
-        case 4: cv_tile8(c, w, g, c0, cnt, p, 4); break;
-        case 3: cv_tile8(c, w, g, c0, cnt, p, 3); break;
-        case 2: cv_tile8(c, w, g, c0, cnt, p, 2); break;
-        case 1: cv_tile8(c, w, g, c0, cnt, p, 1); break;
-        default: break;
-        }
+#define TILE(np) cv_tile8(c, w, g, c0, cnt, p, np)
+        CV_BY_SIZE8(sz, TILE)
+#undef TILE
         p += sz;
     }
 }
@@ -761,15 +757,9 @@ static void wino_products(const float *v, size_t vrow, const float *u, int cin, 
             const int sz = nt / groups + (gi < nt % groups);
             const float *vi = v + (size_t)i0 * vrow;
             float *mi = m + (size_t)i0 * mrow + c0;
-            switch (sz) {
-            case 6: wino_tile(vi, vrow, u, cin, mi, mrow, 6, gi == 0 ? next : NULL); break;
-            case 5: wino_tile(vi, vrow, u, cin, mi, mrow, 5, gi == 0 ? next : NULL); break;
-            case 4: wino_tile(vi, vrow, u, cin, mi, mrow, 4, gi == 0 ? next : NULL); break;
-            case 3: wino_tile(vi, vrow, u, cin, mi, mrow, 3, gi == 0 ? next : NULL); break;
-            case 2: wino_tile(vi, vrow, u, cin, mi, mrow, 2, gi == 0 ? next : NULL); break;
-            case 1: wino_tile(vi, vrow, u, cin, mi, mrow, 1, gi == 0 ? next : NULL); break;
-            default: break;
-            }
+#define TILE(np) wino_tile(vi, vrow, u, cin, mi, mrow, np, gi == 0 ? next : NULL)
+            CV_BY_SIZE6(sz, TILE)
+#undef TILE
             i0 += sz;
         }
     }
