@@ -6,34 +6,14 @@
  * channels, weights packed so that one (ky, kx, input channel) step reads 16
  * (or 8) consecutive floats, inputs broadcast from the padded NHWC plane.
  * Pixels of a tile are consecutive in row-major output order, so a tile may
- * span output rows (small feature maps keep full tiles). exp is the same
- * approximation as flamingo_cpu_kernels.c (copied: it is static there). */
+ * span output rows (small feature maps keep full tiles). exp is simd_exp.h's. */
 #include "flamingo_conv_kernels.h"
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include "simd_exp.h"
 
 #define FK_INLINE static inline __attribute__((always_inline))
-
-FK_INLINE __m256 cv_exp256(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
-    __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(underflow, y);
-}
 
 /* 1/d for d >= 1 (finite): the approximate reciprocal and one Newton step (≈ 2⁻²³ relative),
  * much cheaper than a division in the activation epilogues. */
@@ -70,7 +50,7 @@ FK_INLINE __m256 cv_act256(__m256 v, int act, __m256 scale) {
         __m256 x2 = _mm256_mul_ps(v, v);
         __m256 u2 = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(-1.5957691216057308f)),   /* −2·√(2/π) */
                                   _mm256_fmadd_ps(x2, _mm256_set1_ps(0.044715f), _mm256_set1_ps(1.0f)));
-        v = _mm256_mul_ps(v, cv_recip256(_mm256_add_ps(_mm256_set1_ps(1.0f), cv_exp256(_mm256_min_ps(u2, _mm256_set1_ps(80.0f))))));
+        v = _mm256_mul_ps(v, cv_recip256(_mm256_add_ps(_mm256_set1_ps(1.0f), fk_exp256(_mm256_min_ps(u2, _mm256_set1_ps(80.0f))))));
     }
     return _mm256_mul_ps(v, scale);
 }

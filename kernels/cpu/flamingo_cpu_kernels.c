@@ -1,31 +1,11 @@
 /* AVX2/FMA element-wise kernels (see include/flamingo_cpu_kernels.h).
- * exp uses the Cephes range reduction x = n·ln2 + r with a degree-6
- * polynomial (≈1 ulp); erfc uses the Numerical Recipes Chebyshev fit
+ * exp is simd_exp.h's; erfc uses the Numerical Recipes Chebyshev fit
  * (relative error < 1.2e-7), so GELU keeps full relative accuracy for
  * negative inputs where 1 + erf cancels. */
 #include "flamingo_cpu_kernels.h"
 #include <immintrin.h>
 #include <math.h>
-
-static inline __m256 exp256(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
-    __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(underflow, y);  /* exp(< -87.3) and exp(-inf) are 0 */
-}
+#include "simd_exp.h"
 
 /* erfc(z) for z >= 0. */
 static inline __m256 erfc256(__m256 z) {
@@ -42,7 +22,7 @@ static inline __m256 erfc256(__m256 z) {
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
     __m256 arg = _mm256_sub_ps(p, _mm256_mul_ps(z, z));
-    return _mm256_mul_ps(t, exp256(arg));
+    return _mm256_mul_ps(t, fk_exp256(arg));
 }
 
 static inline float gelu1(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
@@ -67,7 +47,7 @@ void fk_quick_gelu(float *x, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_mul_ps(k, v)))));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, fk_exp256(_mm256_mul_ps(k, v)))));
     }
     for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
@@ -77,7 +57,7 @@ void fk_swiglu(float *gate, const float *up, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 g = _mm256_loadu_ps(gate + i);
-        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_xor_ps(g, sign))));
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, fk_exp256(_mm256_xor_ps(g, sign))));
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
     for (; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
@@ -110,7 +90,7 @@ void fk_softmax(float *x, size_t n) {
     }
     __m256 vs = _mm256_setzero_ps(), mm = _mm256_set1_ps(m);
     for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mm));
+        __m256 e = fk_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mm));
         _mm256_storeu_ps(x + i, e);
         vs = _mm256_add_ps(vs, e);
     }
@@ -127,6 +107,6 @@ void fk_softmax(float *x, size_t n) {
 
 void fk_exp(const float *x, float *y, size_t n) {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp256(_mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fk_exp256(_mm256_loadu_ps(x + i)));
     for (; i < n; i++) y[i] = expf(x[i]);
 }
