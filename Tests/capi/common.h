@@ -1,12 +1,12 @@
-/* Shared by the C-ABI tests: pass/fail reporting, status checks, sentinel
- * buffers, allocation and raw reference files. Header-only; each test is one
- * translation unit. CHECK_STATUS expects the test's resolved function table
- * `F` with `F.last_error` in scope. */
+/* Shared by the C-ABI tests: the API table `F` and `open_api`, pass/fail
+ * reporting, status checks, sentinel buffers, allocation and raw reference
+ * files. Header-only; each test is one translation unit. */
 #ifndef FLAMINGO_CAPI_TEST_COMMON_H
 #define FLAMINGO_CAPI_TEST_COMMON_H
 
 #include "flamingo.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -55,14 +55,48 @@ static inline const char *sname(flamingo_status s) {
         }                                                                                  \
     } while (0)
 
-/* Resolves F.field from the dlopen()ed `lib`, counting failures in `missing`. */
-#define RESOLVE(field, name)                                                   \
-    do {                                                                       \
-        void *p_ = dlsym(lib, name);                                           \
-        CHECK(p_ != NULL, "dlsym(%s): %s", name, p_ ? "" : dlerror());         \
-        if (!p_) missing++;                                                    \
-        memcpy(&F.field, &p_, sizeof p_); /* object -> function pointer */     \
-    } while (0)
+/* The C API as the tests call it: every function through F, resolved with dlsym from the
+ * dlopen()ed library (the tests link nothing, as a host that loads the library would), each
+ * field typed from the header's own declaration. */
+#define FLAMINGO_API(X)                                                                              \
+    X(version) X(abi_version) X(status_string) X(last_error) X(log_set) X(log_set_level)             \
+    X(device_count) X(device_get_info) X(model_default_params) X(model_load) X(model_free)           \
+    X(model_get_info) X(model_encode_images) X(model_preprocess_image) X(session_default_params)     \
+    X(session_init) X(session_free) X(session_copy) X(session_set_media) X(session_set_images)       \
+    X(session_set_prompt) X(session_eval) X(session_length) X(session_truncate)                      \
+    X(generate_default_params) X(session_generate) X(batch_generate) X(tokenize) X(detokenize)       \
+    X(detokenizer_init) X(detokenizer_free) X(detokenizer_push)
+#define API_FIELD(name) __typeof__(&flamingo_##name) name;
+static struct {
+    FLAMINGO_API(API_FIELD)
+} F;
+#undef API_FIELD
+
+/* dlopen()s the library at `path` and resolves F (one check per function). On failure prints
+ * why and "<suite>: P passed, F failed", and returns NULL. */
+static inline void *open_api(const char *path, const char *suite) {
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "dlopen(%s): %s\n", path, dlerror());
+        printf("%s: 0 passed, 1 failed\n", suite);
+        return NULL;
+    }
+    int missing = 0;
+#define API_RESOLVE(name)                                                                  \
+    {                                                                                      \
+        void *p_ = dlsym(lib, "flamingo_" #name);                                          \
+        CHECK(p_ != NULL, "dlsym(flamingo_%s): %s", #name, p_ ? "" : dlerror());           \
+        if (!p_) missing++;                                                                \
+        memcpy(&F.name, &p_, sizeof p_); /* object -> function pointer */                  \
+    }
+    FLAMINGO_API(API_RESOLVE)
+#undef API_RESOLVE
+    if (missing) {
+        printf("%s: %d passed, %d failed\n", suite, n_passed, n_failed);
+        return NULL;
+    }
+    return lib;
+}
 
 /* A recognisable byte pattern for "untouched" checks. */
 #define SENTINEL 0xA5

@@ -29,20 +29,6 @@
 
 /* ---- the library, resolved at run time ---------------------------------- */
 
-static struct {
-    const char *(*version)(void);
-    uint32_t (*abi_version)(void);
-    const char *(*status_string)(flamingo_status);
-    const char *(*last_error)(void);
-    void (*log_set)(flamingo_log_callback, void *);
-    void (*log_set_level)(flamingo_log_level);
-    flamingo_status (*device_count)(size_t *);
-    flamingo_status (*device_get_info)(size_t, flamingo_device_info *);
-    flamingo_status (*model_default_params)(flamingo_model_params *, size_t);
-    flamingo_status (*model_load)(const char *, const flamingo_model_params *, flamingo_model **);
-    void (*model_free)(flamingo_model *);
-    flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
-} F;
 
 static int nul_terminated(const char *s, size_t cap) { return memchr(s, 0, cap) != NULL; }
 
@@ -695,29 +681,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s LIBRARY [MODEL_DIR]\n", argv[0]);
         return 2;
     }
-    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        fprintf(stderr, "dlopen(%s): %s\n", argv[1], dlerror());
-        printf("capi: 0 passed, 1 failed\n");
-        return 1;
-    }
-    int missing = 0;
-    RESOLVE(version, "flamingo_version");
-    RESOLVE(abi_version, "flamingo_abi_version");
-    RESOLVE(status_string, "flamingo_status_string");
-    RESOLVE(last_error, "flamingo_last_error");
-    RESOLVE(log_set, "flamingo_log_set");
-    RESOLVE(log_set_level, "flamingo_log_set_level");
-    RESOLVE(device_count, "flamingo_device_count");
-    RESOLVE(device_get_info, "flamingo_device_get_info");
-    RESOLVE(model_default_params, "flamingo_model_default_params");
-    RESOLVE(model_load, "flamingo_model_load");
-    RESOLVE(model_free, "flamingo_model_free");
-    RESOLVE(model_get_info, "flamingo_model_get_info");
-    if (missing) {
-        printf("capi: %d passed, %d failed\n", n_passed, n_failed);
-        return 1;
-    }
+    void *lib = open_api(argv[1], "capi");
+    if (!lib) return 1;
 
     make_tmp();
     test_last_error_initially_empty();

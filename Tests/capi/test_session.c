@@ -31,26 +31,6 @@
 
 /* ---- the library, resolved at run time ---------------------------------- */
 
-static struct {
-    const char *(*last_error)(void);
-    void (*log_set_level)(flamingo_log_level);
-    flamingo_status (*model_load)(const char *, const flamingo_model_params *, flamingo_model **);
-    void (*model_free)(flamingo_model *);
-    flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
-    flamingo_status (*model_encode_images)(const flamingo_model *, const float *, size_t, float *, size_t);
-    flamingo_status (*session_default_params)(flamingo_session_params *, size_t);
-    flamingo_status (*session_init)(flamingo_model *, const flamingo_session_params *, flamingo_session **);
-    void (*session_free)(flamingo_session *);
-    flamingo_status (*session_copy)(const flamingo_session *, flamingo_session **);
-    flamingo_status (*session_set_media)(flamingo_session *, const float *, size_t);
-    flamingo_status (*session_set_images)(flamingo_session *, const float *, size_t);
-    flamingo_status (*session_eval)(flamingo_session *, const int32_t *, size_t, uint32_t, float *, size_t);
-    flamingo_status (*session_length)(const flamingo_session *, size_t *);
-    flamingo_status (*session_truncate)(flamingo_session *, size_t);
-    flamingo_status (*generate_default_params)(flamingo_generate_params *, size_t);
-    flamingo_status (*session_generate)(flamingo_session *, const flamingo_generate_params *, int32_t *, size_t,
-                                        size_t *, flamingo_stop_reason *);
-} F;
 
 static flamingo_session *const SESSION_SENTINEL = (flamingo_session *)(uintptr_t)0xA5A5A5A5u;
 
@@ -1180,34 +1160,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s LIBRARY [MODEL_DIR REFERENCE_DIR]\n", argv[0]);
         return 2;
     }
-    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        fprintf(stderr, "dlopen(%s): %s\n", argv[1], dlerror());
-        printf("capi: 0 passed, 1 failed\n");
-        return 1;
-    }
-    int missing = 0;
-    RESOLVE(last_error, "flamingo_last_error");
-    RESOLVE(log_set_level, "flamingo_log_set_level");
-    RESOLVE(model_load, "flamingo_model_load");
-    RESOLVE(model_free, "flamingo_model_free");
-    RESOLVE(model_get_info, "flamingo_model_get_info");
-    RESOLVE(model_encode_images, "flamingo_model_encode_images");
-    RESOLVE(session_default_params, "flamingo_session_default_params");
-    RESOLVE(session_init, "flamingo_session_init");
-    RESOLVE(session_free, "flamingo_session_free");
-    RESOLVE(session_copy, "flamingo_session_copy");
-    RESOLVE(session_set_media, "flamingo_session_set_media");
-    RESOLVE(session_set_images, "flamingo_session_set_images");
-    RESOLVE(session_eval, "flamingo_session_eval");
-    RESOLVE(session_length, "flamingo_session_length");
-    RESOLVE(session_truncate, "flamingo_session_truncate");
-    RESOLVE(generate_default_params, "flamingo_generate_default_params");
-    RESOLVE(session_generate, "flamingo_session_generate");
-    if (missing) {
-        printf("capi: %d passed, %d failed\n", n_passed, n_failed);
-        return 1;
-    }
+    void *lib = open_api(argv[1], "capi");
+    if (!lib) return 1;
     /* Freeing stale handles may log a warning; keep the output readable. */
     F.log_set_level(FLAMINGO_LOG_ERROR);
 

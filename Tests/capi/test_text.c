@@ -43,33 +43,6 @@
 
 /* ---- the library, resolved at run time ---------------------------------- */
 
-static struct {
-    const char *(*last_error)(void);
-    void (*log_set_level)(flamingo_log_level);
-    flamingo_status (*model_load)(const char *, const flamingo_model_params *, flamingo_model **);
-    void (*model_free)(flamingo_model *);
-    flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
-    flamingo_status (*model_encode_images)(const flamingo_model *, const float *, size_t, float *, size_t);
-    flamingo_status (*session_init)(flamingo_model *, const flamingo_session_params *, flamingo_session **);
-    void (*session_free)(flamingo_session *);
-    flamingo_status (*session_eval)(flamingo_session *, const int32_t *, size_t, uint32_t, float *, size_t);
-    flamingo_status (*session_length)(const flamingo_session *, size_t *);
-    flamingo_status (*generate_default_params)(flamingo_generate_params *, size_t);
-    flamingo_status (*session_generate)(flamingo_session *, const flamingo_generate_params *, int32_t *, size_t,
-                                        size_t *, flamingo_stop_reason *);
-    flamingo_status (*batch_generate)(flamingo_session *const *, size_t, const flamingo_generate_params *,
-                                      int32_t *, size_t, size_t *, flamingo_stop_reason *);
-    flamingo_status (*tokenize)(const flamingo_model *, const char *, size_t, uint32_t, int32_t *, size_t,
-                                size_t *);
-    flamingo_status (*detokenize)(const flamingo_model *, const int32_t *, size_t, uint32_t, char *, size_t,
-                                  size_t *);
-    flamingo_status (*detokenizer_init)(const flamingo_model *, uint32_t, flamingo_detokenizer **);
-    void (*detokenizer_free)(flamingo_detokenizer *);
-    flamingo_status (*detokenizer_push)(flamingo_detokenizer *, int32_t, char *, size_t, size_t *);
-    flamingo_status (*session_set_prompt)(flamingo_session *, const char *, const flamingo_media *, size_t,
-                                          float *, size_t);
-    flamingo_status (*model_preprocess_image)(const flamingo_model *, const flamingo_media *, float *, size_t);
-} F;
 
 /* 1 when buf[0..n) is valid UTF-8 (no overlongs, surrogates or values above
  * U+10FFFF) and ends on a character boundary. */
@@ -1180,37 +1153,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s LIBRARY [MODEL_DIR REFERENCE_DIR IMAGES_DIR]\n", argv[0]);
         return 2;
     }
-    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        fprintf(stderr, "dlopen(%s): %s\n", argv[1], dlerror());
-        printf("capi-text: 0 passed, 1 failed\n");
-        return 1;
-    }
-    int missing = 0;
-    RESOLVE(last_error, "flamingo_last_error");
-    RESOLVE(log_set_level, "flamingo_log_set_level");
-    RESOLVE(model_load, "flamingo_model_load");
-    RESOLVE(model_free, "flamingo_model_free");
-    RESOLVE(model_get_info, "flamingo_model_get_info");
-    RESOLVE(model_encode_images, "flamingo_model_encode_images");
-    RESOLVE(session_init, "flamingo_session_init");
-    RESOLVE(session_free, "flamingo_session_free");
-    RESOLVE(session_eval, "flamingo_session_eval");
-    RESOLVE(session_length, "flamingo_session_length");
-    RESOLVE(generate_default_params, "flamingo_generate_default_params");
-    RESOLVE(session_generate, "flamingo_session_generate");
-    RESOLVE(batch_generate, "flamingo_batch_generate");
-    RESOLVE(tokenize, "flamingo_tokenize");
-    RESOLVE(detokenize, "flamingo_detokenize");
-    RESOLVE(detokenizer_init, "flamingo_detokenizer_init");
-    RESOLVE(detokenizer_free, "flamingo_detokenizer_free");
-    RESOLVE(detokenizer_push, "flamingo_detokenizer_push");
-    RESOLVE(session_set_prompt, "flamingo_session_set_prompt");
-    RESOLVE(model_preprocess_image, "flamingo_model_preprocess_image");
-    if (missing) {
-        printf("capi-text: %d passed, %d failed\n", n_passed, n_failed);
-        return 1;
-    }
+    void *lib = open_api(argv[1], "capi-text");
+    if (!lib) return 1;
     F.log_set_level(FLAMINGO_LOG_ERROR);
 
     test_null_handles();

@@ -19,22 +19,6 @@
 #include <dlfcn.h>
 #include <stdint.h>
 
-static struct {
-    const char *(*last_error)(void);
-    flamingo_status (*model_load)(const char *, const flamingo_model_params *, flamingo_model **);
-    flamingo_status (*model_default_params)(flamingo_model_params *, size_t);
-    flamingo_status (*device_count)(size_t *);
-    void (*model_free)(flamingo_model *);
-    flamingo_status (*model_get_info)(const flamingo_model *, flamingo_model_info *);
-    flamingo_status (*session_init)(flamingo_model *, const flamingo_session_params *, flamingo_session **);
-    void (*session_free)(flamingo_session *);
-    flamingo_status (*session_set_prompt)(flamingo_session *, const char *, const flamingo_media *, size_t,
-                                          float *, size_t);
-    flamingo_status (*session_length)(const flamingo_session *, size_t *);
-    flamingo_status (*generate_default_params)(flamingo_generate_params *, size_t);
-    flamingo_status (*session_generate)(flamingo_session *, const flamingo_generate_params *, int32_t *, size_t,
-                                        size_t *, flamingo_stop_reason *);
-} F;
 
 #define FRAMES 10        /* image, image, 8 video frames */
 #define VIDEO_FRAMES 8
@@ -91,22 +75,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s LIBRARY MODEL_DIR REFERENCE_DIR\n", argv[0]);
         return 2;
     }
-    void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-    if (!lib) { fprintf(stderr, "dlopen(%s): %s\n", argv[1], dlerror()); return 2; }
-    int missing = 0;
-    RESOLVE(last_error, "flamingo_last_error");
-    RESOLVE(model_load, "flamingo_model_load");
-    RESOLVE(model_default_params, "flamingo_model_default_params");
-    RESOLVE(device_count, "flamingo_device_count");
-    RESOLVE(model_free, "flamingo_model_free");
-    RESOLVE(model_get_info, "flamingo_model_get_info");
-    RESOLVE(session_init, "flamingo_session_init");
-    RESOLVE(session_free, "flamingo_session_free");
-    RESOLVE(session_set_prompt, "flamingo_session_set_prompt");
-    RESOLVE(session_length, "flamingo_session_length");
-    RESOLVE(generate_default_params, "flamingo_generate_default_params");
-    RESOLVE(session_generate, "flamingo_session_generate");
-    if (missing) return 1;
+    void *lib = open_api(argv[1], "capi");
+    if (!lib) return 1;
     current_fixture = argv[2];
 
     flamingo_model *model = NULL;
