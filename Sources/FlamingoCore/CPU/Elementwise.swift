@@ -94,10 +94,14 @@ public enum Threads {
         openblas_set_num_threads(Int32(count))
     }
 
+    /// FLAMINGO_THREAD_POOL=0 runs every job on libdispatch instead of the pool (read once).
+    static let poolEnabled = getenv("FLAMINGO_THREAD_POOL").map { String(cString: $0) != "0" } ?? true
+
     /// Calls body(i) for every i in 0..<n on up to `count` threads and returns when all have
     /// returned: on the kernels' own pool (kernels/cpu/pool.c), or on libdispatch when that
     /// pool is taken (a nested call, another thread's job).
     static func run(_ n: Int, _ body: (Int) -> Void) {
+        if !poolEnabled { DispatchQueue.concurrentPerform(iterations: n, execute: body); return }
         withoutActuallyEscaping(body) { escaping in
             let job = PoolJob(escaping)
             let ran = fk_pool_run(n, { ctx, i in
