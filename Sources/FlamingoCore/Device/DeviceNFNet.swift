@@ -39,11 +39,9 @@ final class DeviceNFNet {
         gamma = Float(c.gamma)
         let shapes = c.weightShapes(prefix: prefix)
         func get(_ s: String) throws -> TensorView { try c.checkedTensor(s, prefix: prefix, shapes: shapes, tensor) }
-        let eps = c.stdConvEps
-        // The CPU encoder's load-time standardisation (NFNet.init's stdConv), then uploaded.
+        // The CPU encoder's load-time standardisation, then uploaded.
         func stdConv(_ s: String, in cin: Int, out: Int, k: Int, stride: Int = 1, groups: Int = 1) throws -> CLConv {
-            let wf = try get("\(s).weight").floats(), gf = try get("\(s).gain").floats(), bf = try get("\(s).bias").floats()
-            let std = standardizedWeights(out: out, fanIn: cin / groups * k * k, eps: eps, weight: { wf[$0] }, gain: { gf[$0] })
+            let (std, bf) = try c.standardizedConv(s, in: cin, out: out, k: k, groups: groups, get)
             return try rt.conv(weight: std, bias: bf, inChannels: cin, outChannels: out, kernel: k, stride: stride, groups: groups)
         }
         func vector(_ s: String) throws -> CLView { CLView(try rt.buffer(try get(s).floats())) }

@@ -350,13 +350,9 @@ public final class NFNet: @unchecked Sendable {
         gamma = Float(c.gamma)
         let shapes = c.weightShapes(prefix: prefix)
         func get(_ s: String) throws -> TensorView { try c.checkedTensor(s, prefix: prefix, shapes: shapes, tensor) }
-        let eps = c.stdConvEps
         func stdConv(_ s: String, in cin: Int, out: Int, k: Int, stride: Int = 1, groups: Int = 1) throws -> Conv2D {
             let winograd = c.winograd
-            let w = try get("\(s).weight"), g = try get("\(s).gain"), b = try get("\(s).bias")
-            let fan = cin / groups * k * k
-            let wf = tensorFloats(w), gf = tensorFloats(g), bf = tensorFloats(b)
-            let std = standardizedWeights(out: out, fanIn: fan, eps: eps, weight: { wf[$0] }, gain: { gf[$0] })
+            let (std, bf) = try c.standardizedConv(s, in: cin, out: out, k: k, groups: groups, get)
             return try std.withUnsafeBufferPointer { wp in
                 try bf.withUnsafeBufferPointer { bp in
                     guard let wb = wp.baseAddress, let bb = bp.baseAddress else {
@@ -618,6 +614,16 @@ extension NFNetConfig {
         var shapes: [String: [Int]] = [:]
         for spec in weights(prefix: prefix) { shapes[spec.name] = spec.shape }
         return shapes
+    }
+
+    /// Conv `s`'s weights standardised once at load ([out, in/groups·k·k] f32) and its bias: what
+    /// the CPU and the device encoders both start from.
+    func standardizedConv(_ s: String, in cin: Int, out: Int, k: Int, groups: Int,
+                          _ get: (String) throws -> TensorView) throws -> (weight: [Float], bias: [Float]) {
+        let wf = tensorFloats(try get("\(s).weight")), gf = tensorFloats(try get("\(s).gain"))
+        let std = standardizedWeights(out: out, fanIn: cin / groups * k * k, eps: stdConvEps,
+                                      weight: { wf[$0] }, gain: { gf[$0] })
+        return (std, tensorFloats(try get("\(s).bias")))
     }
 
     /// Tensor `s` under `prefix`, checked to be floating point and of the shape the config implies.
