@@ -7,8 +7,13 @@ struct DeviceWeights {
     let rt: OpenCLRuntime
     let model: WeightSource
 
-    /// A Linear weight [out, in] (higher ranks flattened after the first dimension).
+    /// A Linear weight [out, in] (higher ranks flattened after the first
+    /// dimension). Affine-quantized weights have no device kernels yet: they
+    /// are dequantized at upload and run as f32 (docs/quantization.md).
     func matrix(_ name: String) throws -> CLWeight {
+        if let w = try quantized(name) {
+            return try rt.weight(Array(UnsafeBufferPointer(start: w.data, count: w.rows * w.cols)), rows: w.rows, cols: w.cols)
+        }
         let t = try model.tensor(name)
         let rows = t.shape.count <= 1 ? 1 : t.shape[0]
         return try rt.weight(t, rows: rows, cols: rows == 0 ? 0 : t.count / rows)
@@ -18,6 +23,14 @@ struct DeviceWeights {
     /// is row `order[i]` of the stored one (GPT-NeoX's per-head interleaved
     /// q/k/v become [Q | K | V], so one view per part addresses them).
     func matrix(_ name: String, rowOrder order: [Int]) throws -> CLWeight {
+        if let w = try quantized(name) {
+            guard order.count == w.rows else { throw FlamingoError.internal("row order of \(order.count) for \(name)") }
+            var values = [Float](repeating: 0, count: w.rows * w.cols)
+            for (i, r) in order.enumerated() {
+                for j in 0..<w.cols { values[i * w.cols + j] = w.data[r * w.cols + j] }
+            }
+            return try rt.weight(values, rows: w.rows, cols: w.cols)
+        }
         let t = try model.tensor(name)
         guard t.shape.count == 2, order.count == t.shape[0] else {
             throw FlamingoError.internal("row order of \(order.count) for \(name) \(t.shape)")
@@ -35,6 +48,12 @@ struct DeviceWeights {
         let buffer = try rt.buffer(bytes: bytes.count, zeroed: false)
         try bytes.withUnsafeBytes { try rt.upload($0, to: buffer) }
         return CLWeight(buffer, type: type, rows: t.shape[0], cols: t.shape[1])
+    }
+
+    /// The f32 values of an affine-quantized weight, nil for a float one.
+    private func quantized(_ name: String) throws -> Matrix? {
+        name.hasSuffix(".weight") && model.contains(Model.module(ofWeight: name) + ".scales")
+            ? try model.weight(name).widened() : nil
     }
 
     /// A vector (norm weight, bias, gate, embedding row table) as f32.

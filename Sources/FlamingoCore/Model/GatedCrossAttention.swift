@@ -47,7 +47,7 @@ public final class GatedCrossAttention {
     public let config: GatedCrossAttentionConfig
     let attnGate: Float, ffGate: Float   // tanh already applied
     let norm, ffNorm: (weight: Matrix, bias: Matrix?)
-    let toQ, toKV, toOut, ff1, ff2: Matrix
+    let toQ, toKV, toOut, ff1, ff2: Weight
     let latentsPerMedia: Int
     static let eps: Float = 1e-5
 
@@ -66,11 +66,11 @@ public final class GatedCrossAttention {
         ffGate = tanhf(try model.tensor("\(p).ff_gate").float(at: 0))
         norm = try model.layer("\(p).attn.norm")
         ffNorm = try model.layer("\(p).ff.0")
-        toQ = try model.matrix("\(p).attn.to_q.weight")
-        toKV = try model.matrix("\(p).attn.to_kv.weight")
-        toOut = try model.matrix("\(p).attn.to_out.weight")
-        ff1 = try model.matrix("\(p).ff.1.weight")
-        ff2 = try model.matrix("\(p).ff.3.weight")
+        toQ = try model.weight("\(p).attn.to_q.weight")
+        toKV = try model.weight("\(p).attn.to_kv.weight")
+        toOut = try model.weight("\(p).attn.to_out.weight")
+        ff1 = try model.weight("\(p).ff.1.weight")
+        ff2 = try model.weight("\(p).ff.3.weight")
     }
 
     /// K/V of `tokens` visual tokens [tokens, visualDim] (all media of one

@@ -159,8 +159,8 @@ func applyRotary(_ x: UnsafeMutablePointer<Float>, stride: Int, segment seg: Bat
 /// The LM around its decoder layers: embedding, final norm, output head.
 public final class LanguageModel {
     public let config: LanguageModelConfig
-    let embedding: Matrix
-    let head: Matrix                         // == embedding when tied
+    let embedding: Weight
+    let head: Weight                         // == embedding when tied
     let finalNorm: (weight: Matrix, bias: Matrix?)
     let layers: [DecoderLayer]
 
@@ -168,32 +168,32 @@ public final class LanguageModel {
         config = c
         switch c.family {
         case .mpt:
-            embedding = try model.matrix("\(p).transformer.wte.weight")
+            embedding = try model.weight("\(p).transformer.wte.weight")
             finalNorm = try model.layer("\(p).transformer.norm_f")
             layers = try (0..<c.layers).map { try MPT.Layer(model, config: c, prefix: "\(p).transformer.blocks.\($0)") }
         case .mosaicGPT:
-            embedding = try model.matrix("\(p).transformer.wte.weight")
+            embedding = try model.weight("\(p).transformer.wte.weight")
             finalNorm = try model.layer("\(p).transformer.ln_f")
             layers = try (0..<c.layers).map { try MPT.Layer(model, config: c, prefix: "\(p).transformer.blocks.\($0)") }
         case .gptNeoX:
-            embedding = try model.matrix("\(p).gpt_neox.embed_in.weight")
+            embedding = try model.weight("\(p).gpt_neox.embed_in.weight")
             finalNorm = try model.layer("\(p).gpt_neox.final_layer_norm")
             layers = try (0..<c.layers).map { try GPTNeoX.Layer(model, config: c, prefix: "\(p).gpt_neox.layers.\($0)") }
         case .llama:
-            embedding = try model.matrix("\(p).model.embed_tokens.weight")
+            embedding = try model.weight("\(p).model.embed_tokens.weight")
             finalNorm = try model.layer("\(p).model.norm")
             layers = try (0..<c.layers).map { try LLaMA.Layer(model, config: c, prefix: "\(p).model.layers.\($0)") }
         }
         if c.tieWordEmbeddings {
             head = embedding
         } else {
-            head = try model.matrix(c.family == .gptNeoX ? "\(p).embed_out.weight" : "\(p).lm_head.weight")
+            head = try model.weight(c.family == .gptNeoX ? "\(p).embed_out.weight" : "\(p).lm_head.weight")
         }
     }
 
     func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
-        for (i, t) in tokens.enumerated() { (x + i * d).update(from: embedding.row(t), count: d) }
+        for (i, t) in tokens.enumerated() { embedding.row(t, into: x + i * d) }
     }
 
     /// Final norm in place, then logits [rows, vocab].

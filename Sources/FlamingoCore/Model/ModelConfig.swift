@@ -26,6 +26,8 @@ public struct ModelConfig: Equatable, Sendable {
     public var languageModel: LanguageModelConfig
     public var tokens: SpecialTokens
     public var preprocess: Preprocess
+    /// Present when some matrices are stored as affine integers.
+    public var quantization: QuantizationConfig?
 
     public init(json: JSON) throws {
         var r = try ConfigReader(json, path: "")
@@ -64,6 +66,8 @@ public struct ModelConfig: Equatable, Sendable {
                                bos: try t.optionalInt("bos", max: vocab - 1),
                                eos: try t.optionalInt("eos", max: vocab - 1))
         try t.finish()
+
+        if let q = r.raw("quantization"), q != .null { quantization = try QuantizationConfig(q) }
 
         var pp = try r.child("preprocess")
         preprocess = Preprocess(imageSize: try pp.int("image_size", max: 4096),

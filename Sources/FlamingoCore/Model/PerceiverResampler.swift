@@ -56,7 +56,7 @@ public final class PerceiverResampler {
 
     struct Layer {
         let normMedia, normLatents, ffNorm: (weight: Matrix, bias: Matrix?)
-        let toQ, toKV, toOut, ff1, ff2: Matrix
+        let toQ, toKV, toOut, ff1, ff2: Weight
     }
 
     init(_ model: WeightSource, config c: PerceiverResamplerConfig, prefix p: String) throws {
@@ -68,9 +68,9 @@ public final class PerceiverResampler {
         layers = try (0..<c.depth).map { l in
             let a = "\(p).layers.\(l).0", f = "\(p).layers.\(l).1"
             return Layer(normMedia: try model.layer("\(a).norm_media"), normLatents: try model.layer("\(a).norm_latents"),
-                         ffNorm: try model.layer("\(f).0"), toQ: try model.matrix("\(a).to_q.weight"),
-                         toKV: try model.matrix("\(a).to_kv.weight"), toOut: try model.matrix("\(a).to_out.weight"),
-                         ff1: try model.matrix("\(f).1.weight"), ff2: try model.matrix("\(f).3.weight"))
+                         ffNorm: try model.layer("\(f).0"), toQ: try model.weight("\(a).to_q.weight"),
+                         toKV: try model.weight("\(a).to_kv.weight"), toOut: try model.weight("\(a).to_out.weight"),
+                         ff1: try model.weight("\(f).1.weight"), ff2: try model.weight("\(f).3.weight"))
         }
     }
 

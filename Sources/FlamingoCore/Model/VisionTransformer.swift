@@ -84,7 +84,8 @@ public final class VisionTransformer {
     let blocks: [Block]
 
     struct Block {
-        let ln1, ln2, inProj, outProj, fc, proj: (weight: Matrix, bias: Matrix?)
+        let ln1, ln2, inProj: (weight: Matrix, bias: Matrix?)
+        let outProj, fc, proj: (weight: Weight, bias: Matrix?)
     }
 
     init(_ model: WeightSource, config c: VisionTransformerConfig, prefix p: String) throws {
@@ -99,8 +100,8 @@ public final class VisionTransformer {
             let b = "\(p).transformer.resblocks.\(i)"
             return Block(ln1: try model.layer("\(b).ln_1"), ln2: try model.layer("\(b).ln_2"),
                          inProj: (try model.matrix("\(b).attn.in_proj_weight"), try model.matrix("\(b).attn.in_proj_bias")),
-                         outProj: try model.layer("\(b).attn.out_proj"),
-                         fc: try model.layer("\(b).mlp.c_fc"), proj: try model.layer("\(b).mlp.c_proj"))
+                         outProj: try model.linearLayer("\(b).attn.out_proj"),
+                         fc: try model.linearLayer("\(b).mlp.c_fc"), proj: try model.linearLayer("\(b).mlp.c_proj"))
         }
     }
 

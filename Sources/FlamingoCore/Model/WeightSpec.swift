@@ -2,7 +2,12 @@
 public struct WeightSpec: Equatable, Sendable {
     public let name: String
     public let shape: [Int]
-    public init(_ name: String, _ shape: [Int]) { self.name = name; self.shape = shape }
+    /// A Linear or embedding matrix [out, in] that may be stored as packed
+    /// affine integers (`.weight` U32, `.scales`, `.biases`; docs/model-format.md).
+    public let quantizable: Bool
+    public init(_ name: String, _ shape: [Int], quantizable: Bool = false) {
+        self.name = name; self.shape = shape; self.quantizable = quantizable && shape.count == 2
+    }
 }
 
 extension Array where Element == WeightSpec {
@@ -14,7 +19,7 @@ extension Array where Element == WeightSpec {
 
     /// A Linear layer in PyTorch layout: weight [out, in] (+ bias [out]).
     mutating func linear(_ prefix: String, out: Int, in inDim: Int, bias: Bool) {
-        append(WeightSpec("\(prefix).weight", [out, inDim]))
+        append(WeightSpec("\(prefix).weight", [out, inDim], quantizable: true))
         if bias { append(WeightSpec("\(prefix).bias", [out])) }
     }
 }

@@ -3,15 +3,16 @@
 // Every field is checked before any tensor is touched, so a corrupt or
 // truncated file is an error, never an out-of-bounds read.
 
-/// Element types the reader understands. Weights must be floating point
-/// (kernels convert 16-bit types as they read); integer tensors appear only
-/// in reference data (token ids).
+/// Element types the reader understands. Weights are floating point
+/// (kernels convert 16-bit types as they read) or, for quantized matrices,
+/// U32 words of packed integers; other integer tensors appear only in
+/// reference data (token ids).
 public enum DType: String, Sendable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16", i32 = "I32", i64 = "I64"
+    case f32 = "F32", f16 = "F16", bf16 = "BF16", i32 = "I32", i64 = "I64", u32 = "U32"
 
     public var byteSize: Int {
         switch self {
-        case .f32, .i32: return 4
+        case .f32, .i32, .u32: return 4
         case .f16, .bf16: return 2
         case .i64: return 8
         }
@@ -33,6 +34,7 @@ public struct TensorView: @unchecked Sendable {
     public func float(at i: Int) -> Float {
         switch dtype {
         case .i32: return Float(data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+        case .u32: return Float(data.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
         case .i64: return Float(data.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
         case .f32: return data.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
         case .f16: return Float(Float16(bitPattern: data.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
@@ -46,6 +48,7 @@ public struct TensorView: @unchecked Sendable {
     public func int(at i: Int) -> Int {
         switch dtype {
         case .i32: return Int(data.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+        case .u32: return Int(data.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
         case .i64: return Int(data.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
         default: return Int(float(at: i))
         }
@@ -104,7 +107,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             guard let dtypeName = value["dtype"]?.string else { throw bad("tensor \(key): missing dtype") }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw FlamingoError.unsupported("\(name): tensor \(key) has dtype \(dtypeName); supported: F32, F16, BF16, I32, I64")
+                throw FlamingoError.unsupported("\(name): tensor \(key) has dtype \(dtypeName); supported: F32, F16, BF16, I32, I64, U32")
             }
             guard let shapeJ = value["shape"]?.array else { throw bad("tensor \(key): missing shape") }
             var shape: [Int] = []

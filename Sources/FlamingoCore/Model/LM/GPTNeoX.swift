@@ -4,7 +4,7 @@
 enum GPTNeoX {
     static func weights(_ c: LanguageModelConfig, prefix p: String) -> [WeightSpec] {
         let d = c.hiddenSize
-        var w = [WeightSpec("\(p).gpt_neox.embed_in.weight", [c.vocabSize, d])]
+        var w = [WeightSpec("\(p).gpt_neox.embed_in.weight", [c.vocabSize, d], quantizable: true)]
         for i in 0..<c.layers {
             let b = "\(p).gpt_neox.layers.\(i)"
             w.norm("\(b).input_layernorm", d)
@@ -15,7 +15,7 @@ enum GPTNeoX {
             w.linear("\(b).mlp.dense_4h_to_h", out: d, in: c.intermediateSize, bias: true)
         }
         w.norm("\(p).gpt_neox.final_layer_norm", d)
-        if !c.tieWordEmbeddings { w.append(WeightSpec("\(p).embed_out.weight", [c.vocabSize, d])) }
+        if !c.tieWordEmbeddings { w.append(WeightSpec("\(p).embed_out.weight", [c.vocabSize, d], quantizable: true)) }
         return w
     }
 }
@@ -25,16 +25,17 @@ extension GPTNeoX {
     /// Parallel:   x += attn(LN_in(x)) + MLP(LN_post(x)).
     struct Layer: DecoderLayer {
         let c: LanguageModelConfig
-        let lnIn, lnPost, qkv, dense, up, down: (weight: Matrix, bias: Matrix?)
+        let lnIn, lnPost: (weight: Matrix, bias: Matrix?)
+        let qkv, dense, up, down: (weight: Weight, bias: Matrix?)
 
         init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
             c = config
             lnIn = try model.layer(b + ".input_layernorm")
             lnPost = try model.layer(b + ".post_attention_layernorm")
-            qkv = try model.layer(b + ".attention.query_key_value")
-            dense = try model.layer(b + ".attention.dense")
-            up = try model.layer(b + ".mlp.dense_h_to_4h")
-            down = try model.layer(b + ".mlp.dense_4h_to_h")
+            qkv = try model.linearLayer(b + ".attention.query_key_value")
+            dense = try model.linearLayer(b + ".attention.dense")
+            up = try model.linearLayer(b + ".mlp.dense_h_to_4h")
+            down = try model.linearLayer(b + ".mlp.dense_4h_to_h")
         }
 
         func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace) {

@@ -4,7 +4,7 @@ enum LLaMA {
     static func weights(_ c: LanguageModelConfig, prefix p: String) -> [WeightSpec] {
         let d = c.hiddenSize
         let kv = c.kvHeads * c.headDim
-        var w = [WeightSpec("\(p).model.embed_tokens.weight", [c.vocabSize, d])]
+        var w = [WeightSpec("\(p).model.embed_tokens.weight", [c.vocabSize, d], quantizable: true)]
         for i in 0..<c.layers {
             let b = "\(p).model.layers.\(i)"
             w.norm("\(b).input_layernorm", d, bias: false)
@@ -18,7 +18,7 @@ enum LLaMA {
             w.linear("\(b).mlp.down_proj", out: d, in: c.intermediateSize, bias: false)
         }
         w.norm("\(p).model.norm", d, bias: false)
-        if !c.tieWordEmbeddings { w.append(WeightSpec("\(p).lm_head.weight", [c.vocabSize, d])) }
+        if !c.tieWordEmbeddings { w.append(WeightSpec("\(p).lm_head.weight", [c.vocabSize, d], quantizable: true)) }
         return w
     }
 }
@@ -27,19 +27,20 @@ extension LLaMA {
     /// x += attn(RMS₁(x)) with rotary on q and k; x += down(silu(gate)·up)(RMS₂(x)).
     struct Layer: DecoderLayer {
         let c: LanguageModelConfig
-        let norm1, norm2, wq, wk, wv, wo, gate, up, down: Matrix
+        let norm1, norm2: Matrix
+        let wq, wk, wv, wo, gate, up, down: Weight
 
         init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
             c = config
             norm1 = try model.matrix(b + ".input_layernorm.weight")
             norm2 = try model.matrix(b + ".post_attention_layernorm.weight")
-            wq = try model.matrix(b + ".self_attn.q_proj.weight")
-            wk = try model.matrix(b + ".self_attn.k_proj.weight")
-            wv = try model.matrix(b + ".self_attn.v_proj.weight")
-            wo = try model.matrix(b + ".self_attn.o_proj.weight")
-            gate = try model.matrix(b + ".mlp.gate_proj.weight")
-            up = try model.matrix(b + ".mlp.up_proj.weight")
-            down = try model.matrix(b + ".mlp.down_proj.weight")
+            wq = try model.weight(b + ".self_attn.q_proj.weight")
+            wk = try model.weight(b + ".self_attn.k_proj.weight")
+            wv = try model.weight(b + ".self_attn.v_proj.weight")
+            wo = try model.weight(b + ".self_attn.o_proj.weight")
+            gate = try model.weight(b + ".mlp.gate_proj.weight")
+            up = try model.weight(b + ".mlp.up_proj.weight")
+            down = try model.weight(b + ".mlp.down_proj.weight")
         }
 
         func callAsFunction(_ x: UnsafeMutablePointer<Float>, rows: Int, segments: [BatchSegment], layer: Int, ws: Workspace) {

@@ -3,7 +3,7 @@
 enum MPT {
     static func weights(_ c: LanguageModelConfig, prefix p: String) -> [WeightSpec] {
         let d = c.hiddenSize
-        var w = [WeightSpec("\(p).transformer.wte.weight", [c.vocabSize, d])]
+        var w = [WeightSpec("\(p).transformer.wte.weight", [c.vocabSize, d], quantizable: true)]
         for i in 0..<c.layers {
             let b = "\(p).transformer.blocks.\(i)"
             w.norm("\(b).norm_1", d, bias: c.normBias)
@@ -44,7 +44,7 @@ extension MPT {
         let c: LanguageModelConfig
         let norm1, norm2: (weight: Matrix, bias: Matrix?)
         let qLN, kLN: (weight: Matrix, bias: Matrix?)?
-        let wqkv, outProj, up, down: Matrix
+        let wqkv, outProj, up, down: Weight
         let slopes: [Float]
 
         init(_ model: WeightSource, config: LanguageModelConfig, prefix b: String) throws {
@@ -54,10 +54,10 @@ extension MPT {
             norm2 = try model.layer(b + (mosaic ? ".ln_2" : ".norm_2"))
             qLN = config.qkLayerNorm ? try model.layer(b + ".attn.q_ln") : nil
             kLN = config.qkLayerNorm ? try model.layer(b + ".attn.k_ln") : nil
-            wqkv = try model.matrix(b + ".attn.Wqkv.weight")
-            outProj = try model.matrix(b + ".attn.out_proj.weight")
-            up = try model.matrix(b + (mosaic ? ".mlp.mlp_up.weight" : ".ffn.up_proj.weight"))
-            down = try model.matrix(b + (mosaic ? ".mlp.mlp_down.weight" : ".ffn.down_proj.weight"))
+            wqkv = try model.weight(b + ".attn.Wqkv.weight")
+            outProj = try model.weight(b + ".attn.out_proj.weight")
+            up = try model.weight(b + (mosaic ? ".mlp.mlp_up.weight" : ".ffn.up_proj.weight"))
+            down = try model.weight(b + (mosaic ? ".mlp.mlp_down.weight" : ".ffn.down_proj.weight"))
             slopes = alibiSlopes(heads: config.heads, biasMax: config.alibiBiasMax, family: config.family)
         }
 

@@ -3,7 +3,7 @@
 enum MosaicGPT {
     static func weights(_ c: LanguageModelConfig, prefix p: String) -> [WeightSpec] {
         let d = c.hiddenSize
-        var w = [WeightSpec("\(p).transformer.wte.weight", [c.vocabSize, d])]
+        var w = [WeightSpec("\(p).transformer.wte.weight", [c.vocabSize, d], quantizable: true)]
         for i in 0..<c.layers {
             let b = "\(p).transformer.blocks.\(i)"
             w.norm("\(b).ln_1", d, bias: false)
