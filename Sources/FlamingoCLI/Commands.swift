@@ -19,6 +19,7 @@ struct Info: ParsableCommand {
                 ("cross_attn_layers", "\(c.crossAttentionLayers.count)"),
                 ("image_token", "\(c.tokens.image)"), ("endofchunk_token", "\(c.tokens.endOfChunk)"),
                 ("parameters", "\(f.model.parameterCount)"), ("weight_bytes", "\(f.model.weightBytes)"),
+                ("storage", JSONOut.object(f.model.storageBytes.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })),
                 ("tokenizer", f.tokenizer == nil ? "false" : "true"),
             ]
             if options.json { print(JSONOut.object(fields)) } else {

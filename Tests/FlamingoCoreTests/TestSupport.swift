@@ -19,6 +19,7 @@ struct SafetensorsWriter {
             case .f16: withUnsafeBytes(of: Float16(x).bitPattern.littleEndian) { data += $0 }
             case .bf16: withUnsafeBytes(of: UInt16(x.bitPattern >> 16).littleEndian) { data += $0 }
             case .i32: withUnsafeBytes(of: Int32(i).littleEndian) { data += $0 }
+            case .u32: withUnsafeBytes(of: UInt32(i).littleEndian) { data += $0 }
             case .i64: withUnsafeBytes(of: Int64(i).littleEndian) { data += $0 }
             }
         }

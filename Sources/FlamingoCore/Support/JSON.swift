@@ -233,3 +233,18 @@ private struct Parser {
         return .number(d)
     }
 }
+
+extension OrderedJSON {
+    /// A parsed value written back with object keys in sorted order and
+    /// integral numbers as integers.
+    public init(sortedKeys j: JSON) {
+        switch j {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .number(let d): self = d.rounded() == d && abs(d) < 9e15 ? .int(Int(d)) : .number(d)
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .array(a.map { OrderedJSON(sortedKeys: $0) })
+        case .object(let o): self = .object(o.keys.sorted().map { ($0, OrderedJSON(sortedKeys: o[$0] ?? .null)) })
+        }
+    }
+}

@@ -69,3 +69,37 @@ public func listDirectory(_ dir: String) throws -> [String] {
     }
     return out
 }
+
+/// Writes `bytes` to `path` (created or truncated).
+public func writeWholeFile(_ path: String, _ bytes: [UInt8]) throws {
+    let w = try FileWriter(path: path)
+    try bytes.withUnsafeBytes { try w.write($0) }
+    try w.close()
+}
+
+/// A file written sequentially; `close` reports any deferred write error.
+final class FileWriter {
+    private var file: UnsafeMutablePointer<FILE>?
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        guard let f = fopen(path, "wb") else { throw FlamingoError.io("cannot create \(path): \(errnoString())") }
+        file = f
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let file else { throw FlamingoError.io("\(path) is closed") }
+        guard bytes.isEmpty || fwrite(bytes.baseAddress, 1, bytes.count, file) == bytes.count else {
+            throw FlamingoError.io("writing \(path): \(errnoString())")
+        }
+    }
+
+    func close() throws {
+        guard let f = file else { return }
+        file = nil
+        guard fclose(f) == 0 else { throw FlamingoError.io("writing \(path): \(errnoString())") }
+    }
+
+    deinit { if let file { fclose(file) } }
+}

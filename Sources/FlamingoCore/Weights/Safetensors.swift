@@ -143,3 +143,73 @@ public final class SafetensorsFile: @unchecked Sendable {
         self.metadata = meta
     }
 }
+
+/// Writes a safetensors file whose tensor list is known up front and whose
+/// data arrives tensor by tensor, in that order (so a converter never holds
+/// more than one tensor). The header is padded to 8 bytes and tensors are
+/// contiguous (the format allows no gaps), so 16-bit tensors of an odd
+/// element count (tiny: gates) go last to keep every other tensor 4-byte aligned.
+final class SafetensorsWriterStream {
+    private let file: FileWriter
+    private var expected: [Int]     // byte size of each tensor, in write order
+    private var next = 0
+    let order: [String]
+
+    init(path: String, tensors: [(name: String, dtype: DType, shape: [Int])]) throws {
+        file = try FileWriter(path: path)
+        func odd(_ t: (name: String, dtype: DType, shape: [Int])) -> Int {
+            t.dtype.byteSize == 2 && t.shape.reduce(1, *) % 2 == 1 ? 1 : 0
+        }
+        let sorted = tensors.enumerated().sorted { a, b in (odd(a.element), a.offset) < (odd(b.element), b.offset) }.map(\.element)
+        var entries: [(String, OrderedJSON)] = []
+        var offset = 0
+        expected = []
+        for t in sorted {
+            let bytes = t.shape.reduce(1, *) * t.dtype.byteSize
+            entries.append((t.name, .object([("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int($0) })),
+                                             ("data_offsets", .array([.int(offset), .int(offset + bytes)]))])))
+            offset += bytes
+            expected.append(bytes)
+        }
+        order = sorted.map(\.name)
+        var header = Array(OrderedJSON.object(entries).text.utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        pending = [:]
+        names = tensors.map(\.name)
+        var length = UInt64(header.count).littleEndian
+        let f = file
+        try withUnsafeBytes(of: &length) { try f.write($0) }
+        try header.withUnsafeBytes { try f.write($0) }
+    }
+
+    /// Tensors must be appended in the order given at init; the few that
+    /// the file stores last wait in memory.
+    private var pending: [String: [UInt8]]
+    private let names: [String]
+    private var appended = 0
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard appended < names.count else { throw FlamingoError.internal("safetensors writer: too many tensors") }
+        let name = names[appended]
+        appended += 1
+        pending[name] = Array(bytes)
+        try flush()
+    }
+
+    func append(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try append($0) } }
+
+    private func flush() throws {
+        while next < order.count, let data = pending.removeValue(forKey: order[next]) {
+            guard data.count == expected[next] else {
+                throw FlamingoError.internal("safetensors writer: \(order[next]) has \(data.count) bytes, expected \(expected[next])")
+            }
+            try data.withUnsafeBytes { try file.write($0) }
+            next += 1
+        }
+    }
+
+    func close() throws {
+        guard next == order.count else { throw FlamingoError.internal("safetensors writer: \(order.count - next) tensors not written") }
+        try file.close()
+    }
+}
