@@ -133,12 +133,13 @@ struct Score: ParsableCommand {
             try seq.setPrompt(prompt, media: image.map { .file($0) })
             let ids = try candidate.map { try tokenizer.encode($0, addSpecialTokens: false) }
             let scores = try seq.logLikelihoods(of: ids)
-            let ranked = zip(candidate, scores).sorted { $0.1 > $1.1 }
+            let ranked = zip(zip(candidate, ids.map(\.count)), scores).sorted { $0.1 > $1.1 }
             if options.json {
-                print("[" + ranked.map { JSONOut.object([("candidate", JSONOut.string($0.0)), ("log_likelihood", "\($0.1)")]) }
+                print("[" + ranked.map { JSONOut.object([("candidate", JSONOut.string($0.0.0)), ("tokens", "\($0.0.1)"),
+                                                         ("log_likelihood", "\($0.1)")]) }
                     .joined(separator: ", ") + "]")
             } else {
-                for (c, s) in ranked { print(format6(s) + "  " + c) }
+                for (c, s) in ranked { print(format6(s) + "  " + c.0) }
             }
         }
     }
@@ -156,6 +157,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Images in the prompt.") var images: Int = 3
     @Option(help: "Text tokens in the prompt.") var promptTokens: Int = 64
     @Option(help: "Tokens to decode.") var decode: Int = 16
+    @Flag(help: "Also measure the streaming read bandwidth (the decode floor's denominator).") var bandwidth = false
 
     func run() throws {
         try reportingErrors {
@@ -187,6 +189,7 @@ struct Bench: ParsableCommand {
             let median = steps.sorted()[steps.count / 2]
             let fields = [("encode_ms", "\(encode * 1e3)"), ("prefill_ms", "\(prefill * 1e3)"), ("decode_ms_per_token", "\(median * 1e3)"),
                           ("images", "\(images)"), ("prompt_tokens", "\(promptTokens)"), ("threads", "\(Threads.count)")]
+                + (bandwidth ? [("read_gbps", "\(measureReadBandwidth() / 1e9)")] : [])
             if options.json { print(JSONOut.object(fields)) } else { for (k, v) in fields { print("\(k): \(v)") } }
         }
     }

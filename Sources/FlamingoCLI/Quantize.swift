@@ -47,3 +47,23 @@ struct Quantize: ParsableCommand {
         }
     }
 }
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model directory with random weights for a config.json (for benchmarks at real geometries).")
+    @Argument(help: "A config.json.") var config: String
+    @Argument(help: "Output directory (created).") var output: String
+    @Option(help: "Storage type: q4, q8, bf16, f16 or f32.") var type: String = "f32"
+    @Option(help: "Inputs per quantization group.") var groupSize: Int = 64
+
+    func run() throws {
+        try reportingErrors {
+            guard let t = StorageType(rawValue: type) else { throw FlamingoError.invalidArgument("--type \(type): expected q4, q8, bf16, f16 or f32") }
+            let bytes = try readWholeFile(config)
+            let json = try bytes.withUnsafeBytes { try JSON.parse($0) }
+            if mkdir(output, 0o755) != 0 && errno != EEXIST { throw FlamingoError.io("cannot create \(output)") }
+            try SyntheticModel.write(config: json, output: output, type: t, group: groupSize)
+            print("wrote \(output)")
+        }
+    }
+}

@@ -67,20 +67,21 @@ final class QuantKernelTests: XCTestCase {
         return try Weight(name: "w.weight", bits: a.bits, group: a.group, packed: packed, scales: s, biases: b)
     }
 
-    /// The integer path's exact arithmetic: x quantized per 32-block as the
+    /// The integer path's exact arithmetic: x quantized per group as the
     /// kernel does, integer dot products (of q − 128 for 8 bits, whose
     /// offset joins the bias), the group bias on the exact sum of x.
     func emulateInteger(_ a: Affine, row r: Int, x: ArraySlice<Float>) -> Double {
         let x = Array(x)
         var y = 0.0
-        for b in 0..<(a.cols / 32) {
-            let xb = x[(b * 32)..<(b * 32 + 32)]
+        let bs = a.group
+        for b in 0..<(a.cols / bs) {
+            let xb = x[(b * bs)..<(b * bs + bs)]
             let amax = xb.map { abs($0) }.max() ?? 0
             let d = amax / 127, id = d > 0 ? 1 / d : 0
-            let g = r * (a.cols / a.group) + b * 32 / a.group
+            let g = r * (a.cols / a.group) + b
             let offset = a.bits == 8 ? 128 : 0
             var idot = 0
-            for j in (b * 32)..<(b * 32 + 32) {
+            for j in (b * bs)..<(b * bs + bs) {
                 idot += (a.codes[r * a.cols + j] - offset) * Int((x[j] * id).rounded(.toNearestOrEven))
             }
             y += Double(a.scales[g]) * Double(d) * Double(idot)
@@ -114,7 +115,7 @@ final class QuantKernelTests: XCTestCase {
                             // And the exact product within the activation rounding bound Σ|s·(q − offset)|·d/2.
                             var bound = 1e-5 * max(1, mag)
                             for j in 0..<k {
-                                let blk = x[(i * k + j / 32 * 32)..<(i * k + j / 32 * 32 + 32)]
+                                let blk = x[(i * k + j / group * group)..<(i * k + j / group * group + group)]
                                 let g = r * (k / group) + j / group
                                 bound += abs(Double(a.scales[g]) * Double(a.codes[r * k + j] - (bits == 8 ? 128 : 0))) * Double(blk.map { abs($0) }.max() ?? 0) / 127 / 2
                             }

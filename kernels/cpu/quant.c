@@ -41,19 +41,23 @@ static inline __m256 load8_bf16(const uint16_t *p) {
 }
 
 void fk_quantize_x(const float *x, fk_qx *a) {
-    for (long b = 0; b < a->cols / 32; b++) {
-        const float *xb = x + b * 32;
+    const long bs = a->block, run = bs < 64 ? 32 : 64;
+    for (long b = 0; b < a->cols / bs; b++) {
+        const float *xb = x + b * bs;
         float amax = 0, sum = 0;
-        for (int i = 0; i < 32; i++) {
+        for (long i = 0; i < bs; i++) {
             float v = fabsf(xb[i]);
             amax = v > amax ? v : amax;
             sum += xb[i];
         }
         float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        int8_t *q = a->q + b * 32;
-        for (int i = 0; i < 32; i++) {
-            /* Q4 order: even elements at 0..15, odd at 16..31. */
-            int at = a->format == FK_W_Q4 ? (i & 1) * 16 + i / 2 : i;
+        int8_t *q = a->q + b * bs;
+        for (long i = 0; i < bs; i++) {
+            long at = i;
+            if (a->format == FK_W_Q4) { /* within each run: even elements, then odd */
+                long r = i % run;
+                at = i - r + (r & 1) * (run / 2) + r / 2;
+            }
             q[at] = (int8_t)lrintf(xb[i] * id);
         }
         a->d[b] = d;
@@ -86,57 +90,104 @@ static float dot_f16(const uint16_t *w, const float *x, long n, int bf16) {
     return s;
 }
 
-/* Σ over 32-blocks of the int32 products q·xq of one block, as 8 partial sums. */
-static inline __m256i block_q4(const uint8_t *wb, const int8_t *xq) {
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    __m128i bytes = _mm_loadu_si128((const __m128i *)wb);
-    __m128i lo = _mm_and_si128(bytes, m4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
-    __m256i q = _mm256_set_m128i(hi, lo);
-    __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xq));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-/* The same for 8-bit q: (q − 128)·xq through the sign trick (maddubs needs
- * an unsigned first operand; |q − 128| ≤ 128 keeps pairs below 2^15). */
-static inline __m256i block_q8(const uint8_t *wb, const int8_t *xq) {
-    __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)wb), _mm256_set1_epi8((char)0x80));
-    __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xq), ws);
-    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(ws), x);
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-static float dot_affine(const fk_weight *w, const fk_qx *a, long r) {
-    const long cols = w->cols, g = w->group, ng = cols / g, bpg = g / 32;
-    const int q4 = w->format == FK_W_Q4;
-    const long row_bytes = q4 ? cols / 2 : cols, block_bytes = q4 ? 16 : 32;
-    const uint8_t *wr = (const uint8_t *)w->w + r * row_bytes;
-    __m256 acc = _mm256_setzero_ps();
-    float bias_acc = 0;
-    for (long k = 0; k < ng; k++) {
-        const float s = load_sb(w->scales, w->sb_type, r * ng + k), bias = load_sb(w->biases, w->sb_type, r * ng + k);
-        float xs = 0;
-        for (long b = k * bpg; b < (k + 1) * bpg; b++) {
-            __m256i i32 = q4 ? block_q4(wr + b * block_bytes, a->q + b * 32) : block_q8(wr + b * block_bytes, a->q + b * 32);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_set1_ps(s * a->d[b]), acc);
-            xs += a->sum[b];
-        }
-        /* value = s·q + bias; the 8-bit dot used q − 128, so its bias gains 128·s. */
-        bias_acc += (q4 ? bias : bias + 128.0f * s) * xs;
+/* Integer products of one group's codes with the activation's int8 values,
+ * as 8 int32 partial sums. 4 bits: 32 bytes hold 64 codes, low nibbles the
+ * even inputs, high the odd (matching fk_quantize_x's order); pair sums of
+ * maddubs stay below 2·15·127 and two of them below 2^15. */
+static inline __m256i group_q4(const uint8_t *w, const int8_t *xq, long group) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256i acc = _mm256_setzero_si256();
+    if (group == 32) {
+        const __m128i m4h = _mm_set1_epi8(0x0F);
+        __m128i bytes = _mm_loadu_si128((const __m128i *)w);
+        __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4h), _mm_and_si128(bytes, m4h));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xq)), ones);
     }
-    return hsum256(acc) + bias_acc;
+    for (long j = 0; j < group; j += 64) {
+        __m256i bytes = _mm256_loadu_si256((const __m256i *)(w + j / 2));
+        __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + j))),
+                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + j + 32))));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    }
+    return acc;
 }
+
+/* 8 bits: (q − 128)·xq through the sign trick (maddubs needs an unsigned
+ * first operand; |q − 128| ≤ 128 keeps pair sums below 2^15). */
+static inline __m256i group_q8(const uint8_t *w, const int8_t *xq, long group) {
+    const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8((char)0x80);
+    __m256i acc = _mm256_setzero_si256();
+    for (long j = 0; j < group; j += 32) {
+        __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + j)), bias);
+        __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xq + j)), ws);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(ws), x), ones));
+    }
+    return acc;
+}
+
+/* Rows r and t (two rows share each activation load; t may equal r).
+ * Inlined into one copy per (bits, group, scale type) below, so the loop
+ * carries no format branches. */
+static inline __attribute__((always_inline)) void dot_affine2(const fk_weight *w, const fk_qx *a, long r, long t,
+                                                              float *y0, float *y1, const int q4, const long g,
+                                                              const int sb) {
+    const long cols = w->cols, ng = cols / g;
+    const long row_bytes = q4 ? cols / 2 : cols, group_bytes = q4 ? g / 2 : g;
+    const uint8_t *w0 = (const uint8_t *)w->w + r * row_bytes, *w1 = (const uint8_t *)w->w + t * row_bytes;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float b0 = 0, b1 = 0;
+    for (long k = 0; k < ng; k++) {
+        /* The hardware prefetcher follows few streams per core; two rows
+         * at once read two, so ask for the lines ~1 KB ahead explicitly. */
+        _mm_prefetch((const char *)(w0 + k * group_bytes + 1024), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + k * group_bytes + 1024), _MM_HINT_T0);
+        const int8_t *xq = a->q + k * g;
+        __m256i i0 = q4 ? group_q4(w0 + k * group_bytes, xq, g) : group_q8(w0 + k * group_bytes, xq, g);
+        __m256i i1 = q4 ? group_q4(w1 + k * group_bytes, xq, g) : group_q8(w1 + k * group_bytes, xq, g);
+        const float s0 = load_sb(w->scales, sb, r * ng + k), s1 = load_sb(w->scales, sb, t * ng + k);
+        const float c0 = load_sb(w->biases, sb, r * ng + k), c1 = load_sb(w->biases, sb, t * ng + k);
+        const float d = a->d[k], xs = a->sum[k];
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(s0 * d), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(s1 * d), acc1);
+        /* value = s·q + bias; the 8-bit products used q − 128, so their bias gains 128·s. */
+        b0 += (q4 ? c0 : c0 + 128.0f * s0) * xs;
+        b1 += (q4 ? c1 : c1 + 128.0f * s1) * xs;
+    }
+    *y0 = hsum256(acc0) + b0;
+    *y1 = hsum256(acc1) + b1;
+}
+
+static inline __attribute__((always_inline)) void rows_affine(const fk_weight *w, const fk_qx *a, float *y, long r0,
+                                                              long r1, const int q4, const long g, const int sb) {
+    long r = r0;
+    for (; r + 2 <= r1; r += 2) dot_affine2(w, a, r, r + 1, y + r - r0, y + r + 1 - r0, q4, g, sb);
+    if (r < r1) {
+        float twin;
+        dot_affine2(w, a, r, r, y + r - r0, &twin, q4, g, sb);
+    }
+}
+
+#define FK_ROWS(Q4, G, SB) static void rows_##Q4##_##G##_##SB(const fk_weight *w, const fk_qx *a, float *y, long r0, long r1) \
+    { rows_affine(w, a, y, r0, r1, Q4, G, SB); }
+#define FK_ROWS_G(Q4, SB) FK_ROWS(Q4, 32, SB) FK_ROWS(Q4, 64, SB) FK_ROWS(Q4, 128, SB)
+FK_ROWS_G(0, 0) FK_ROWS_G(0, 1) FK_ROWS_G(0, 2) FK_ROWS_G(1, 0) FK_ROWS_G(1, 1) FK_ROWS_G(1, 2)
+
+typedef void (*rows_fn)(const fk_weight *, const fk_qx *, float *, long, long);
+#define FK_ROW_TABLE(Q4, SB) {rows_##Q4##_32_##SB, rows_##Q4##_64_##SB, rows_##Q4##_128_##SB}
+static const rows_fn affine_rows[2][3][3] = {  /* [q4][sb_type][group 32/64/128] */
+    {FK_ROW_TABLE(0, 0), FK_ROW_TABLE(0, 1), FK_ROW_TABLE(0, 2)},
+    {FK_ROW_TABLE(1, 0), FK_ROW_TABLE(1, 1), FK_ROW_TABLE(1, 2)},
+};
 
 void fk_gemv_rows(const fk_weight *w, const float *x, const fk_qx *a, float *y, long r0, long r1) {
-    for (long r = r0; r < r1; r++) {
-        switch (w->format) {
-        case FK_W_F16:
-        case FK_W_BF16:
+    if (w->format == FK_W_F16 || w->format == FK_W_BF16) {
+        for (long r = r0; r < r1; r++)
             y[r - r0] = dot_f16((const uint16_t *)w->w + r * w->cols, x, w->cols, w->format == FK_W_BF16);
-            break;
-        default:
-            y[r - r0] = dot_affine(w, a, r);
-        }
+        return;
     }
+    const int gi = w->group == 32 ? 0 : w->group == 64 ? 1 : 2;
+    affine_rows[w->format == FK_W_Q4][w->sb_type][gi](w, a, y, r0, r1);
 }
 
 void fk_dequant_rows(const fk_weight *w, float *out, long r0, long r1) {

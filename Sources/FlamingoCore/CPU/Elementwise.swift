@@ -119,3 +119,26 @@ private final class PoolJob {
     let body: (Int) -> Void
     init(_ body: @escaping (Int) -> Void) { self.body = body }
 }
+
+/// The streaming read rate of this machine in bytes per second, on every
+/// CPU thread (the decode floor of the benchmarks: weight bytes per token
+/// over this rate). Reads a 1 GiB buffer `passes` times; the best pass counts.
+public func measureReadBandwidth(passes: Int = 5) -> Double {
+    let n = 1 << 28
+    let buffer = Buffer(n)
+    for i in stride(from: 0, to: n, by: 1024) { buffer[i] = 1 }
+    var best = 0.0
+    let chunks = Threads.count * 4, per = n / chunks
+    for _ in 0..<passes {
+        var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t)
+        let t0 = Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        var sink = [Float](repeating: 0, count: chunks)
+        sink.withUnsafeMutableBufferPointer { s in
+            Threads.run(chunks) { c in s[c] = dot(buffer.p + c * per, buffer.p + c * per, count: per) }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        let dt = Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9 - t0
+        if sink.reduce(0, +) >= 0 { best = max(best, Double(n * 4) / dt) }
+    }
+    return best
+}

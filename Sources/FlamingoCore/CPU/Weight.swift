@@ -130,22 +130,18 @@ public final class Weight: @unchecked Sendable {
     fileprivate func product(_ x: UnsafePointer<Float>, m: Int, into y: UnsafeMutablePointer<Float>) {
         let n = rows, k = cols
         if m <= Self.gemvRows {
-            var blocks = [Int8](repeating: 0, count: k)
-            let nb = k / 32
-            var d = [Float](repeating: 0, count: max(nb, 1)), sum = [Float](repeating: 0, count: max(nb, 1))
+            // Affine weights meet an int8 copy of each activation row, one block per group.
+            let block = kernel.group > 0 ? kernel.group : k
+            let q = UnsafeMutablePointer<Int8>.allocate(capacity: max(k, 1))
+            let d = UnsafeMutablePointer<Float>.allocate(capacity: max(k / block, 1) * 2)
+            defer { q.deallocate(); d.deallocate() }
+            var a = fk_qx(q: q, d: d, sum: d + max(k / block, 1), cols: k, block: block, format: kernel.format)
             for i in 0..<m {
-                blocks.withUnsafeMutableBufferPointer { q in
-                    d.withUnsafeMutableBufferPointer { dp in
-                        sum.withUnsafeMutableBufferPointer { sp in
-                            var a = fk_qx(q: q.baseAddress, d: dp.baseAddress, sum: sp.baseAddress, cols: k, format: kernel.format)
-                            if case .affine = format { fk_quantize_x(x + i * k, &a) }
-                            let aa = a
-                            parallelTasks(n, work: storedBytes) { r in
-                                withUnsafePointer(to: kernel) { w in
-                                    withUnsafePointer(to: aa) { fk_gemv_rows(w, x + i * k, $0, y + i * n + r.lowerBound, r.lowerBound, r.upperBound) }
-                                }
-                            }
-                        }
+                if case .affine = format { fk_quantize_x(x + i * k, &a) }
+                let act = a
+                parallelTasks(n, work: storedBytes) { r in
+                    withUnsafePointer(to: kernel) { w in
+                        withUnsafePointer(to: act) { fk_gemv_rows(w, x + i * k, $0, y + i * n + r.lowerBound, r.lowerBound, r.upperBound) }
                     }
                 }
             }

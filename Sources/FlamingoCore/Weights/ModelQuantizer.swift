@@ -44,7 +44,6 @@ public struct ModelQuantizer {
         }
         let model = try Model(directory: input)
         try prepare(output)
-        let specs = Dictionary(model.config.expectedWeights.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var modules: [String: QuantizationConfig.Params?] = [:]
         var counts: [StorageType: Int] = [:]
 

@@ -28,21 +28,24 @@ typedef struct {
 } fk_weight;
 
 /* The activation of an integer matrix-vector product: x quantized to int8
- * in blocks of 32 (d = max|x|/127 per block, q = round(x/d)), plus the exact
- * float sum of x over each 32-block. For FK_W_Q4 each block's 16 even
- * elements come first, then its 16 odd ones (the order of the low and high
- * nibbles of the packed bytes); for FK_W_Q8 the order is natural.
- * Sizes: q cols bytes, d and sum cols/32 floats. */
+ * per block of `block` inputs (the weight's group: one scale per block and
+ * group, so a group's integer products sum exactly before one float FMA),
+ * d = max|x|/127 and q = round(x/d), plus the exact float sum of x per block.
+ * For FK_W_Q4 each run of 64 inputs (32 for groups of 32) holds its even
+ * elements first, then its odd ones: the order of the low and high nibbles
+ * of the packed bytes. For FK_W_Q8 the order is natural.
+ * Sizes: q cols bytes, d and sum cols/block floats. */
 typedef struct {
     int8_t *q;
     float *d;
     float *sum;
     long cols;
+    long block;
     int format;
 } fk_qx;
 
-/* Fills a (whose q, d, sum, cols and format are set) from x[0..cols);
- * cols must be a multiple of 32. */
+/* Fills a (whose q, d, sum, cols, block and format are set) from x[0..cols);
+ * cols must be a multiple of block, block a multiple of 32. */
 void fk_quantize_x(const float *x, fk_qx *a);
 
 /* y[r − r0] = Σ_j W[r][j]·x[j] for rows r in [r0, r1).
