@@ -126,46 +126,66 @@ static inline __m256i group_q8(const uint8_t *w, const int8_t *xq, long group) {
     return acc;
 }
 
-/* Rows r and t (two rows share each activation load; t may equal r).
- * Inlined into one copy per (bits, group, scale type) below, so the loop
- * carries no format branches. */
-static inline __attribute__((always_inline)) void dot_affine2(const fk_weight *w, const fk_qx *a, long r, long t,
-                                                              float *y0, float *y1, const int q4, const long g,
-                                                              const int sb) {
-    const long cols = w->cols, ng = cols / g;
-    const long row_bytes = q4 ? cols / 2 : cols, group_bytes = q4 ? g / 2 : g;
-    const uint8_t *w0 = (const uint8_t *)w->w + r * row_bytes, *w1 = (const uint8_t *)w->w + t * row_bytes;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float b0 = 0, b1 = 0;
-    for (long k = 0; k < ng; k++) {
-        /* The hardware prefetcher follows few streams per core; two rows
-         * at once read two, so ask for the lines ~1 KB ahead explicitly. */
-        _mm_prefetch((const char *)(w0 + k * group_bytes + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + k * group_bytes + 1024), _MM_HINT_T0);
-        const int8_t *xq = a->q + k * g;
-        __m256i i0 = q4 ? group_q4(w0 + k * group_bytes, xq, g) : group_q8(w0 + k * group_bytes, xq, g);
-        __m256i i1 = q4 ? group_q4(w1 + k * group_bytes, xq, g) : group_q8(w1 + k * group_bytes, xq, g);
-        const float s0 = load_sb(w->scales, sb, r * ng + k), s1 = load_sb(w->scales, sb, t * ng + k);
-        const float c0 = load_sb(w->biases, sb, r * ng + k), c1 = load_sb(w->biases, sb, t * ng + k);
-        const float d = a->d[k], xs = a->sum[k];
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(s0 * d), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(s1 * d), acc1);
-        /* value = s·q + bias; the 8-bit products used q − 128, so their bias gains 128·s. */
-        b0 += (q4 ? c0 : c0 + 128.0f * s0) * xs;
-        b1 += (q4 ? c1 : c1 + 128.0f * s1) * xs;
+#ifndef FK_PREFETCH
+#define FK_PREFETCH 4096
+#endif
+
+/* Eight consecutive scales or biases as f32. */
+static inline __m256 load8_sb(const void *p, int type, long i) {
+    switch (type) {
+    case FK_SB_F16: return load8_f16((const uint16_t *)p + i);
+    case FK_SB_BF16: return load8_bf16((const uint16_t *)p + i);
+    default: return _mm256_loadu_ps((const float *)p + i);
     }
-    *y0 = hsum256(acc0) + b0;
-    *y1 = hsum256(acc1) + b1;
+}
+
+/* One row: y = Σ_groups s·d·(q·xq) + (bias + offset·s)·Σx. Rows are done one
+ * at a time because two rows read side by side are two memory streams, and
+ * on the machines measured (docs/benchmarks.md) the hardware prefetcher then
+ * delivers a third of the bandwidth of one stream. Eight groups at a time:
+ * their scales times the activation scales are one vector product (each
+ * group takes its lane by a permute) and their biases one FMA. Inlined into
+ * one copy per (bits, group, scale type) below, so the loop carries no
+ * format branches. */
+static inline __attribute__((always_inline)) float dot_affine(const fk_weight *w, const fk_qx *a, long r, const int q4,
+                                                              const long g, const int sb) {
+    const long cols = w->cols, ng = cols / g;
+    const long group_bytes = q4 ? g / 2 : g;
+    const uint8_t *w0 = (const uint8_t *)w->w + r * ng * group_bytes;
+    /* The 8-bit products use q − 128, so their bias gains 128·s. */
+    const float off = q4 ? 0.0f : 128.0f;
+    __m256 acc = _mm256_setzero_ps(), bacc = _mm256_setzero_ps();
+    long k = 0;
+    for (; k + 8 <= ng; k += 8) {
+        const __m256 s = load8_sb(w->scales, sb, r * ng + k);
+        const __m256 sd = _mm256_mul_ps(s, _mm256_loadu_ps(a->d + k));
+        /* Measured: the hardware prefetcher alone leaves a q4 row stream at
+         * ~2/3 of the read bandwidth; lines 4 KB ahead (past the next row
+         * for typical widths) keep it near the limit. */
+        for (long o = 0; o < 8 * group_bytes; o += 64)
+            _mm_prefetch((const char *)(w0 + k * group_bytes + o + FK_PREFETCH), _MM_HINT_T0);
+        for (int j = 0; j < 8; j++) {
+            const int8_t *xq = a->q + (k + j) * g;
+            __m256i i = q4 ? group_q4(w0 + (k + j) * group_bytes, xq, g) : group_q8(w0 + (k + j) * group_bytes, xq, g);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(j)), acc);
+        }
+        const __m256 c = _mm256_fmadd_ps(_mm256_set1_ps(off), s, load8_sb(w->biases, sb, r * ng + k));
+        bacc = _mm256_fmadd_ps(c, _mm256_loadu_ps(a->sum + k), bacc);
+    }
+    float b = 0;
+    for (; k < ng; k++) {
+        const int8_t *xq = a->q + k * g;
+        __m256i i = q4 ? group_q4(w0 + k * group_bytes, xq, g) : group_q8(w0 + k * group_bytes, xq, g);
+        const float s = load_sb(w->scales, sb, r * ng + k), c = load_sb(w->biases, sb, r * ng + k);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(s * a->d[k]), acc);
+        b += (c + off * s) * a->sum[k];
+    }
+    return hsum256(_mm256_add_ps(acc, bacc)) + b;
 }
 
 static inline __attribute__((always_inline)) void rows_affine(const fk_weight *w, const fk_qx *a, float *y, long r0,
                                                               long r1, const int q4, const long g, const int sb) {
-    long r = r0;
-    for (; r + 2 <= r1; r += 2) dot_affine2(w, a, r, r + 1, y + r - r0, y + r + 1 - r0, q4, g, sb);
-    if (r < r1) {
-        float twin;
-        dot_affine2(w, a, r, r, y + r - r0, &twin, q4, g, sb);
-    }
+    for (long r = r0; r < r1; r++) y[r - r0] = dot_affine(w, a, r, q4, g, sb);
 }
 
 #define FK_ROWS(Q4, G, SB) static void rows_##Q4##_##G##_##SB(const fk_weight *w, const fk_qx *a, float *y, long r0, long r1) \
