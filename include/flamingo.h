@@ -252,14 +252,53 @@ typedef struct flamingo_model_info {
     float image_mean[3];
     float image_std[3];
     /* totals */
-    uint64_t num_parameters;       /* number of stored weight elements */
-    uint64_t weight_bytes;         /* bytes of stored weights */
+    uint64_t num_parameters;       /* number of weights (each packed code counts as one) */
+    uint64_t weight_bytes;         /* bytes of stored weights (packed codes, scales and biases included) */
     uint32_t visual_dim;           /* width of one visual token (resampler dim) */
+    /* storage (docs/model-format.md) */
+    char weight_type[16];          /* the storage of most matrix bytes: "f32", "f16", "bf16", "q8" or "q4" */
+    uint32_t quant_bits;           /* default bits of the packed matrices (config quantization.bits); 0 if none */
+    uint32_t quant_group_size;     /* their inputs per group (32, 64 or 128); 0 if none */
 } flamingo_model_info;
 
 /* Describes `model` into `*out`, whose struct_size the caller sets.
  * Errors: INVALID_ARGUMENT (NULL or struct_size too small). Thread-safe. */
 flamingo_status flamingo_model_get_info(const flamingo_model *model, flamingo_model_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Converting a model directory to another storage type                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct flamingo_quantize_params {
+    uint32_t struct_size;          /* set by the caller: sizeof(flamingo_quantize_params) */
+    char type[8];                  /* "q4", "q8", "bf16", "f16" or "f32" (default "q4") */
+    uint32_t group_size;           /* inputs per quantization group: 32, 64 or 128 (default 64) */
+    uint32_t search;               /* 1: fit each group's scale and bias by a clipping search;
+                                      0: plain min/max rounding (default 1) */
+    uint32_t overwrite;            /* 1: replace config.json and *.safetensors in a non-empty
+                                      output directory; 0: refuse (default 0) */
+    const char *keep;              /* NULL for the type's default policy, or rules
+                                      "PATTERN=TYPE" separated by newlines: matrices whose module
+                                      path matches the glob PATTERN are stored as TYPE (the last
+                                      match wins). Borrowed for the call only. */
+} flamingo_quantize_params;
+
+/* Fills `*params` with defaults and stores struct_size. Errors as
+ * flamingo_model_default_params. Thread-safe. */
+flamingo_status flamingo_quantize_default_params(flamingo_quantize_params *params, size_t struct_size);
+
+/* Converts the model directory `input_dir` (any storage) into `output_dir`
+ * (created if missing) with its matrices stored as params->type: 8/4-bit
+ * affine groups or 16-bit floats (docs/quantization.md). Streams tensor by
+ * tensor, so memory stays near the largest tensor in f32; the tokenizer and
+ * other files are copied. `params` may be NULL for defaults. Uses the CPU
+ * threads. Errors: INVALID_ARGUMENT (NULL path, bad struct_size, unknown
+ * type, bad group size or keep rule, a value that does not fit the type),
+ * IO (unreadable input, an output directory that is not empty without
+ * overwrite, a write failure), and the load errors of `input_dir`.
+ * Thread-safe (concurrent conversions share the CPU threads). */
+flamingo_status flamingo_model_quantize(const char *input_dir, const char *output_dir,
+                                        const flamingo_quantize_params *params);
 
 /* ------------------------------------------------------------------------ */
 /* Images and visual tokens                                                 */

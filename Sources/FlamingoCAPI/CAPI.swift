@@ -308,6 +308,55 @@ public func capiModelGetInfo(_ model: OpaquePointer?, _ out: UnsafeMutableRawPoi
         info.num_parameters = UInt64(h.model.parameterCount)
         info.weight_bytes = UInt64(h.model.weightBytes)
         info.visual_dim = UInt32(c.resampler.dim)
+        let storage = h.model.storageBytes
+        fill(&info.weight_type, storage.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? "f32")
+        info.quant_bits = UInt32(c.quantization?.defaults.bits ?? 0)
+        info.quant_group_size = UInt32(c.quantization?.defaults.group ?? 0)
         writeSized(info, to: out!, size: size)
+    }
+}
+
+// MARK: - Quantization
+
+func defaultQuantizeParams() -> flamingo_quantize_params {
+    var p = flamingo_quantize_params()
+    p.struct_size = UInt32(MemoryLayout<flamingo_quantize_params>.size)
+    fill(&p.type, "q4")
+    p.group_size = 64
+    p.search = 1
+    p.overwrite = 0
+    p.keep = nil
+    return p
+}
+
+@c(flamingo_quantize_default_params)
+public func capiQuantizeDefaultParams(_ params: UnsafeMutableRawPointer?, _ structSize: Int) -> Int32 {
+    capi("flamingo_quantize_default_params") {
+        try fillDefaults(params, structSize, defaultQuantizeParams(), "flamingo_quantize_params")
+    }
+}
+
+@c(flamingo_model_quantize)
+public func capiModelQuantize(_ input: UnsafePointer<CChar>?, _ output: UnsafePointer<CChar>?,
+                              _ params: UnsafeRawPointer?) -> Int32 {
+    capi("flamingo_model_quantize") {
+        guard let input, let inDir = String(validatingCString: input) else { throw FlamingoError.invalidArgument("input_dir is NULL or not UTF-8") }
+        guard let output, let outDir = String(validatingCString: output) else { throw FlamingoError.invalidArgument("output_dir is NULL or not UTF-8") }
+        let p = try readParams(params, defaultQuantizeParams(), "params")
+        let typeName = withUnsafeBytes(of: p.type) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        guard let type = StorageType(rawValue: typeName) else {
+            throw FlamingoError.invalidArgument("type \"\(typeName)\" is not one of q4, q8, bf16, f16, f32")
+        }
+        var q = ModelQuantizer(type: type)
+        q.groupSize = Int(p.group_size)
+        q.search = p.search != 0
+        q.overwrite = p.overwrite != 0
+        if let keep = p.keep {
+            guard let text = String(validatingCString: keep) else { throw FlamingoError.invalidArgument("keep is not UTF-8") }
+            q.keep = try ModelQuantizer.parseKeep(text.split(whereSeparator: \.isNewline).map(String.init))
+        }
+        try q.convert(input: inDir, output: outDir)
     }
 }

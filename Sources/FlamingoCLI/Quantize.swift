@@ -29,13 +29,7 @@ struct Quantize: ParsableCommand {
             q.groupSize = groupSize
             q.search = !noSearch
             q.overwrite = overwrite
-            q.keep = t == .q4 && keep.isEmpty ? ModelQuantizer.defaultKeep : try keep.map { rule in
-                let p = try split(rule, parts: 2, "keep")
-                guard let kt = StorageType(rawValue: p[1]) else {
-                    throw FlamingoError.invalidArgument("--keep \(rule): type must be one of q4, q8, bf16, f16, f32")
-                }
-                return (p[0], kt)
-            }
+            q.keep = keep.isEmpty ? nil : try ModelQuantizer.parseKeep(keep)
             let progress = Progress(total: 1000, label: "quantizing")
             try q.convert(input: input, output: output) { done, total in
                 while progress.done < done * 1000 / max(total, 1) { progress.step() }

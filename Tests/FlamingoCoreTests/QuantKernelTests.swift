@@ -188,3 +188,30 @@ final class QuantKernelTests: XCTestCase {
 extension KernelTests.SplitMix {
     mutating func vector(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in next() * scale } }
 }
+
+/// The clipping search on the trained flamingo-mini's matrices: the squared
+/// weight error it saves over min/max rounding (printed; docs/quantization.md).
+final class QuantizerSearchTests: XCTestCase {
+    func testSearchLowersTheErrorOnTrainedWeights() throws {
+        let model = try Model(directory: fixturesDir + "/../../models/flamingo-mini")
+        for bits in [4, 8] {
+            var sse: [Bool: Double] = [false: 0, true: 0], energy = 0.0
+            for spec in model.config.expectedWeights where spec.quantizable && spec.shape[1] % 64 == 0 {
+                let m = try model.matrix(spec.name)
+                for i in 0..<(m.rows * m.cols) { energy += Double(m.data[i]) * Double(m.data[i]) }
+                for search in [false, true] {
+                    let p = AffineQuantizer.quantize(m.data, rows: m.rows, cols: m.cols, bits: bits, group: 64, search: search)
+                    for r in 0..<m.rows { for j in 0..<m.cols {
+                        let i = r * m.cols + j, g = r * (m.cols / 64) + j / 64
+                        let code = (p.words[i * bits / 32] >> UInt32((i % (32 / bits)) * bits)) & UInt32((1 << bits) - 1)
+                        let v = Double(Float(Float16(bitPattern: p.scales[g]))) * Double(code) + Double(Float(Float16(bitPattern: p.biases[g])))
+                        sse[search, default: 0] += (v - Double(m.data[i])) * (v - Double(m.data[i]))
+                    } }
+                }
+            }
+            let plain = (sse[false]! / energy).squareRoot(), searched = (sse[true]! / energy).squareRoot()
+            print("quantizer q\(bits) g64 on flamingo-mini: relative RMS error min/max \(plain), searched \(searched) (\(String(format: "%.1f", 100 * (1 - searched / plain)))% lower)")
+            XCTAssertLessThan(searched, plain)
+        }
+    }
+}

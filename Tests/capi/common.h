@@ -65,7 +65,8 @@ static inline const char *sname(flamingo_status s) {
     X(session_init) X(session_free) X(session_copy) X(session_set_media) X(session_set_images)       \
     X(session_set_prompt) X(session_eval) X(session_length) X(session_truncate)                      \
     X(generate_default_params) X(session_generate) X(batch_generate) X(tokenize) X(detokenize)       \
-    X(detokenizer_init) X(detokenizer_free) X(detokenizer_push)
+    X(detokenizer_init) X(detokenizer_free) X(detokenizer_push) X(quantize_default_params)          \
+    X(model_quantize)
 #define API_FIELD(name) __typeof__(&flamingo_##name) name;
 static struct {
     FLAMINGO_API(API_FIELD)

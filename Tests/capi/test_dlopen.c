@@ -16,6 +16,7 @@
 #include "common.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -113,7 +114,8 @@ static void make_tmp(void) {
 
 static void rm_tmp(void) {
     const char *files[] = {"garbage/config.json", "garbage/model.safetensors", "garbage",
-                           "empty", "plain_file"};
+                           "empty", "plain_file", "q8/config.json", "q8/model.safetensors",
+                           "q8/tokenizer.json", "q8/reference.json", "q8"};
     char p[512];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(p, sizeof p, "%s/%s", tmp_root, files[i]);
@@ -673,6 +675,74 @@ static void test_fixture(const char *dir) {
     F.model_free(m);
 }
 
+/* ---- converting a model to another storage type ------------------------ */
+
+/* The fixture at q8 (groups of 32) loads and reports its storage; bad
+ * parameters are errors that leave nothing half-written behind. */
+static void test_quantize(const char *dir) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/q8", tmp_root);
+    flamingo_quantize_params qp;
+    CHECK_STATUS(F.quantize_default_params(&qp, sizeof qp), FLAMINGO_OK, "quantize_default_params");
+    CHECK(strcmp(qp.type, "q4") == 0 && qp.group_size == 64 && qp.search == 1 && qp.overwrite == 0 && qp.keep == NULL,
+          "quantize_default_params: unexpected defaults");
+    CHECK_STATUS(F.quantize_default_params(&qp, 4), FLAMINGO_ERROR_INVALID_ARGUMENT, "quantize_default_params(size 4)");
+    CHECK_STATUS(F.model_quantize(NULL, out, NULL), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_quantize(input NULL)");
+    CHECK_STATUS(F.model_quantize(dir, NULL, NULL), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_quantize(output NULL)");
+
+    F.quantize_default_params(&qp, sizeof qp);
+    snprintf(qp.type, sizeof qp.type, "q3");
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_quantize(type q3)");
+    CHECK(strstr(F.last_error(), "q3") != NULL, "model_quantize(type q3): message lacks the type: %s", F.last_error());
+    snprintf(qp.type, sizeof qp.type, "q8");
+    qp.group_size = 48;
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_quantize(group 48)");
+    qp.group_size = 32;
+    qp.keep = "vision_encoder.*";
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_ERROR_INVALID_ARGUMENT, "model_quantize(keep without =TYPE)");
+    qp.keep = "vision_encoder.*=bf16\nlang_encoder.*.wte=q8";
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_OK, "model_quantize(q8, group 32)");
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_ERROR_IO, "model_quantize(into a non-empty directory)");
+    qp.overwrite = 1;
+    CHECK_STATUS(F.model_quantize(dir, out, &qp), FLAMINGO_OK, "model_quantize(overwrite)");
+
+    flamingo_model *m = NULL;
+    CHECK_STATUS(F.model_load(out, NULL, &m), FLAMINGO_OK, "model_load(quantized)");
+    if (!m) return;
+    flamingo_model_info info;
+    info.struct_size = sizeof info;
+    CHECK_STATUS(F.model_get_info(m, &info), FLAMINGO_OK, "model_get_info(quantized)");
+    CHECK(strcmp(info.weight_type, "q8") == 0, "weight_type %s, expected q8", info.weight_type);
+    CHECK(info.quant_bits == 8 && info.quant_group_size == 32, "quant_bits %u, group %u", info.quant_bits,
+          info.quant_group_size);
+    flamingo_model *f = NULL;
+    CHECK_STATUS(F.model_load(dir, NULL, &f), FLAMINGO_OK, "model_load(float)");
+    if (f) {
+        flamingo_model_info fi;
+        fi.struct_size = sizeof fi;
+        F.model_get_info(f, &fi);
+        CHECK(fi.quant_bits == 0 && fi.quant_group_size == 0, "a float model reports quantization");
+        CHECK(strcmp(fi.weight_type, "f32") == 0 || strcmp(fi.weight_type, "f16") == 0 || strcmp(fi.weight_type, "bf16") == 0,
+              "float model weight_type %s", fi.weight_type);
+        CHECK(fi.num_parameters == info.num_parameters, "parameters %llu (float) vs %llu (q8)",
+              (unsigned long long)fi.num_parameters, (unsigned long long)info.num_parameters);
+        CHECK(info.weight_bytes < fi.weight_bytes || strcmp(fi.weight_type, "f32") != 0, "q8 is not smaller than f32");
+        F.model_free(f);
+    }
+    /* A session on the quantized model generates. */
+    flamingo_session *s = NULL;
+    CHECK_STATUS(F.session_init(m, NULL, &s), FLAMINGO_OK, "session_init(quantized)");
+    if (s) {
+        int32_t tok = 1;
+        float *logits = malloc(sizeof(float) * info.vocab_size);
+        CHECK_STATUS(F.session_eval(s, &tok, 1, 0, logits, info.vocab_size), FLAMINGO_OK, "session_eval(quantized)");
+        CHECK(logits && isfinite(logits[0]), "quantized logits are not finite");
+        free(logits);
+        F.session_free(s);
+    }
+    F.model_free(m);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 
@@ -696,6 +766,7 @@ int main(int argc, char **argv) {
     test_last_error_per_thread();
     test_log_basics();
     if (argc == 3) test_fixture(argv[2]);
+    if (argc == 3) test_quantize(argv[2]);
     rm_tmp();
 
     if (dlclose(lib) != 0) fprintf(stderr, "note: dlclose: %s\n", dlerror());

@@ -37,6 +37,8 @@ int main(void) {
     O(flamingo_model_info, eos_token_id); O(flamingo_model_info, image_mean);
     O(flamingo_model_info, image_std); O(flamingo_model_info, num_parameters);
     O(flamingo_model_info, weight_bytes); O(flamingo_model_info, visual_dim);
+    O(flamingo_model_info, weight_type); O(flamingo_model_info, quant_bits);
+    O(flamingo_model_info, quant_group_size);
     S(flamingo_session_params);
     O(flamingo_session_params, struct_size); O(flamingo_session_params, n_ctx);
     S(flamingo_generate_params);

@@ -16,8 +16,9 @@ public struct ModelQuantizer {
     public var type: StorageType
     public var groupSize = 64
     /// `pattern=type` rules (fnmatch globs over module paths, e.g.
-    /// `vision_encoder.*`), the last matching one wins; see `defaultKeep`.
-    public var keep: [(pattern: String, type: StorageType)] = []
+    /// `vision_encoder.*`), the last matching one wins; nil: the type's
+    /// default policy (`defaultKeep` for q4, none otherwise).
+    public var keep: [(pattern: String, type: StorageType)]? = nil
     /// Search the clipping range per group (else plain min/max).
     public var search = true
     public var overwrite = false
@@ -28,10 +29,21 @@ public struct ModelQuantizer {
 
     public init(type: StorageType) { self.type = type }
 
+    /// `PATTERN=TYPE` strings as keep rules.
+    public static func parseKeep(_ rules: [String]) throws -> [(pattern: String, type: StorageType)] {
+        try rules.map { rule in
+            guard let eq = rule.lastIndex(of: "="), eq != rule.startIndex,
+                  let t = StorageType(rawValue: String(rule[rule.index(after: eq)...])) else {
+                throw FlamingoError.invalidArgument("keep rule \"\(rule)\": expected PATTERN=TYPE with TYPE one of q4, q8, bf16, f16, f32")
+            }
+            return (String(rule[..<eq]), t)
+        }
+    }
+
     /// The type a matrix module is stored as.
     func target(module: String, cols: Int) -> StorageType {
         var t = type
-        for rule in keep where fnmatch(rule.pattern, module, 0) == 0 { t = rule.type }
+        for rule in keep ?? (type == .q4 ? Self.defaultKeep : []) where fnmatch(rule.pattern, module, 0) == 0 { t = rule.type }
         if let _ = t.bits, cols % groupSize != 0 { return .f32 }
         return t
     }

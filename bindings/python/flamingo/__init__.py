@@ -55,7 +55,7 @@ import sys
 import threading
 from array import array
 from dataclasses import dataclass
-from typing import Iterator, Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, Union
+from typing import Iterator, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 from . import _lib
 from ._lib import LibraryError
@@ -68,6 +68,7 @@ __all__ = [
     "IoError", "LibraryError", "LogLevel", "Media", "Model", "ModelInfo", "NotFoundError", "OutOfMemoryError",
     "Session", "Status", "StopReason", "UnsupportedError", "abi_version", "batch_generate", "caption_prompt",
     "device", "device_count", "devices", "last_error", "load_library", "postprocess_caption", "postprocess_vqa",
+    "quantize",
     "set_log_callback", "set_log_level", "status_string", "version", "vqa_prompt",
 ]
 
@@ -337,6 +338,23 @@ def last_error() -> str:
     return _str(_lib.lib().flamingo_last_error())
 
 
+def quantize(input_dir: Union[str, os.PathLike], output_dir: Union[str, os.PathLike], type: str = "q4",
+             group_size: int = 64, keep: Optional[Sequence[str]] = None, search: bool = True,
+             overwrite: bool = False) -> None:
+    """Converts a model directory to another storage type (flamingo_model_quantize): "q4", "q8",
+    "bf16", "f16" or "f32". `keep` holds "PATTERN=TYPE" rules (module-path globs) overriding the
+    type per matrix, None for the type's default policy. Streams tensor by tensor."""
+    p = _lib.flamingo_quantize_params()
+    _check(_lib.lib().flamingo_quantize_default_params(ctypes.byref(p), ctypes.sizeof(p)))
+    p.type = type.encode()
+    p.group_size = group_size
+    p.search = int(bool(search))
+    p.overwrite = int(bool(overwrite))
+    rules = None if keep is None else "\n".join(keep).encode()
+    p.keep = rules
+    _check(_lib.lib().flamingo_model_quantize(os.fsencode(input_dir), os.fsencode(output_dir), ctypes.byref(p)))
+
+
 # --------------------------------------------------------------------------
 # Logging
 # --------------------------------------------------------------------------
@@ -484,6 +502,9 @@ class ModelInfo:
     num_parameters: int
     weight_bytes: int
     visual_dim: int
+    weight_type: str
+    quant_bits: int
+    quant_group_size: int
 
     @classmethod
     def _from_c(cls, c: "_lib.flamingo_model_info") -> "ModelInfo":

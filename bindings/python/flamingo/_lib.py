@@ -95,6 +95,20 @@ class flamingo_model_info(ctypes.Structure):
         ("num_parameters", ctypes.c_uint64),
         ("weight_bytes", ctypes.c_uint64),
         ("visual_dim", ctypes.c_uint32),
+        ("weight_type", ctypes.c_char * 16),
+        ("quant_bits", ctypes.c_uint32),
+        ("quant_group_size", ctypes.c_uint32),
+    ]
+
+
+class flamingo_quantize_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("type", ctypes.c_char * 8),
+        ("group_size", ctypes.c_uint32),
+        ("search", ctypes.c_uint32),
+        ("overwrite", ctypes.c_uint32),
+        ("keep", ctypes.c_char_p),
     ]
 
 
@@ -197,6 +211,10 @@ FUNCTIONS = {
     ),
     "flamingo_model_free": (None, [flamingo_model_p]),
     "flamingo_model_get_info": (flamingo_status, [flamingo_model_p, ctypes.POINTER(flamingo_model_info)]),
+    "flamingo_quantize_default_params": (
+        flamingo_status, [ctypes.POINTER(flamingo_quantize_params), ctypes.c_size_t]),
+    "flamingo_model_quantize": (
+        flamingo_status, [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(flamingo_quantize_params)]),
     "flamingo_model_encode_images": (
         flamingo_status,
         [flamingo_model_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),

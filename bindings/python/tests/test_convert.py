@@ -315,6 +315,40 @@ def test_out_dir_not_empty(tmp_path, capsys):
     assert (tmp_path / "out" / "config.json").is_file()
 
 
+@pytest.mark.parametrize("kind,bits", [("q8", 8), ("q4", 4)])
+def test_quantize_option(kind, bits, tmp_path, converted):
+    """--quantize: the library's quantizer after conversion; logits stay near the float model's
+    (q8 within 5 %, q4 within 35 % of max|logit| on these random tiny weights, as the Swift
+    fixture tests bound them), and only the quantized directory is left behind."""
+    out = convert("of3b_mpt1b", tmp_path / "q", quantize=kind, **{"group-size": 32})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
+    with flamingo.Model.load(out) as m:
+        info = m.info
+        assert (info.weight_type, info.quant_bits, info.quant_group_size) == (kind, bits, 32)
+    ref = read(conv_dir() / "of3b_mpt1b" / "reference.safetensors")
+    err = rel_err(model_logits(out, ref), model_logits(converted("of3b_mpt1b"), ref))
+    assert err <= (0.05 if kind == "q8" else 0.35), err
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization"]["bits"] == bits and config["quantization"]["group_size"] == 32
+    assert (out / "conversion.json").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_quantize_function(tmp_path, converted):
+    src = converted("of9b_mpt7b")
+    flamingo.quantize(src, tmp_path / "bf16", type="bf16")
+    with flamingo.Model.load(tmp_path / "bf16") as m:
+        assert m.info.weight_type == "bf16" and m.info.quant_bits == 0
+    flamingo.quantize(src, tmp_path / "mixed", type="q4", group_size=32, keep=["*.wte=q8", "vision_encoder.*=f32"])
+    config = json.loads((tmp_path / "mixed" / "config.json").read_text())
+    assert config["quantization"]["lang_encoder.transformer.wte"] == {"bits": 8, "group_size": 32}
+    with pytest.raises(flamingo.IoError, match="not empty"):
+        flamingo.quantize(src, tmp_path / "mixed", type="q8")
+    with pytest.raises(flamingo.InvalidArgumentError, match="q5"):
+        flamingo.quantize(src, tmp_path / "x", type="q5")
+    with pytest.raises(flamingo.InvalidArgumentError, match="PATTERN=TYPE"):
+        flamingo.quantize(src, tmp_path / "y", keep=["vision_encoder.*"])
+
+
 # ---- errors ---------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ def test_model_params_layout():
 
 def test_model_info_layout():
     S = _lib.flamingo_model_info
-    assert ctypes.sizeof(S) == 240
+    assert ctypes.sizeof(S) == 264
     assert ctypes.alignment(S) == 8
     u32 = ["image_size", "patch_size", "vision_width", "vision_layers", "vision_heads",
            "vision_tokens", "resampler_depth", "resampler_heads", "resampler_dim_head",
@@ -36,11 +36,21 @@ def test_model_info_layout():
            "image_token_id", "endofchunk_token_id", "pad_token_id", "bos_token_id", "eos_token_id"]
     expect = dict(struct_size=0, architecture=4, vision_kind=36, lm_family=68)
     expect.update({name: 100 + 4 * i for i, name in enumerate(u32)})
-    expect.update(image_mean=192, image_std=204, num_parameters=216, weight_bytes=224, visual_dim=232)
+    expect.update(image_mean=192, image_std=204, num_parameters=216, weight_bytes=224, visual_dim=232,
+                  weight_type=236, quant_bits=252, quant_group_size=256)
     for name, off in expect.items():
         assert getattr(S, name).offset == off, name
     assert [f[0] for f in S._fields_] == ["struct_size", "architecture", "vision_kind", "lm_family"] + u32 + [
-        "image_mean", "image_std", "num_parameters", "weight_bytes", "visual_dim"]
+        "image_mean", "image_std", "num_parameters", "weight_bytes", "visual_dim", "weight_type", "quant_bits",
+        "quant_group_size"]
+
+
+def test_quantize_params_layout():
+    S = _lib.flamingo_quantize_params
+    assert ctypes.sizeof(S) == 32
+    assert ctypes.alignment(S) == 8
+    for name, off in dict(struct_size=0, type=4, group_size=12, search=16, overwrite=20, keep=24).items():
+        assert getattr(S, name).offset == off, name
 
 
 def test_session_params_layout():

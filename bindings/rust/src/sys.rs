@@ -116,6 +116,9 @@ pub struct flamingo_model_info {
     pub num_parameters: u64,
     pub weight_bytes: u64,
     pub visual_dim: u32,
+    pub weight_type: [c_char; 16],
+    pub quant_bits: u32,
+    pub quant_group_size: u32,
 }
 
 /// Opaque session handle.

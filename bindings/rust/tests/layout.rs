@@ -11,7 +11,8 @@
 //! flamingo_model_info: struct_size at 0, three char[32] at 4, 36, 68 (end
 //!   100), 23 4-byte integers at 100..192, image_mean[3] at 192, image_std[3]
 //!   at 204 (end 216, 8-aligned), num_parameters at 216, weight_bytes at 224,
-//!   visual_dim at 232, end 236, padded to the 8-byte alignment: 240.
+//!   visual_dim at 232, weight_type[16] at 236, quant_bits at 252,
+//!   quant_group_size at 256, end 260, padded to the 8-byte alignment: 264.
 //! flamingo_session_params: two 4-byte fields: 8 (align 4).
 //! flamingo_generate_params: 14 4-byte fields (uint32_t or float) at 0..56,
 //!   seed (uint64_t) at 56 (8-aligned), callback (a function pointer) at 64,
@@ -51,7 +52,7 @@ fn model_params() {
 
 #[test]
 fn model_info() {
-    assert_eq!(size_of::<flamingo_model_info>(), 240);
+    assert_eq!(size_of::<flamingo_model_info>(), 264);
     assert_eq!(align_of::<flamingo_model_info>(), 8);
     assert_eq!(offset_of!(flamingo_model_info, architecture), 4);
     assert_eq!(offset_of!(flamingo_model_info, vision_kind), 36);
@@ -69,6 +70,9 @@ fn model_info() {
     assert_eq!(offset_of!(flamingo_model_info, num_parameters), 216);
     assert_eq!(offset_of!(flamingo_model_info, weight_bytes), 224);
     assert_eq!(offset_of!(flamingo_model_info, visual_dim), 232);
+    assert_eq!(offset_of!(flamingo_model_info, weight_type), 236);
+    assert_eq!(offset_of!(flamingo_model_info, quant_bits), 252);
+    assert_eq!(offset_of!(flamingo_model_info, quant_group_size), 256);
 }
 
 #[test]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
+
+import flamingo
 
 from . import ConversionError, Options, convert
 from .openflamingo import DEFAULT_SHARD_BYTES, RESAMPLER_DEFAULTS, XATTN_DEFAULTS
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="values of output-head rows that the release does not contain (LLaMA v1; default zeros)")
     o.add_argument("--max-shard-size", type=_size, default=DEFAULT_SHARD_BYTES, help="per weight file (default 5GiB)")
     o.add_argument("--force", action="store_true", help="overwrite a non-empty --out directory")
+    o.add_argument("--quantize", choices=["q4", "q8"],
+                   help="store the matrices as 4/8-bit affine groups (libflamingo's quantizer, as `flamingo quantize`)")
+    o.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128], help="with --quantize (default 64)")
+    o.add_argument("--keep", action="append", default=None, metavar="PATTERN=TYPE",
+                   help="with --quantize: store matrices whose module path matches PATTERN as TYPE (repeatable)")
     o.add_argument("--quiet", action="store_true")
     return p
 
@@ -103,21 +111,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.print_usage(sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # With --quantize the float model is written next to --out first, then quantized into it.
+    float_out = args.out.with_name(args.out.name + ".float-tmp") if args.quantize else args.out
     opts = Options(vision=args.vision, vision_arch=args.vision_arch, lm=args.lm, checkpoint=args.checkpoint,
-                   cross_attn_every_n_layers=args.cross_attn_every_n_layers, out=args.out,
+                   cross_attn_every_n_layers=args.cross_attn_every_n_layers, out=float_out,
                    dtype=_DTYPES.get(args.dtype) if args.dtype else None, tokenizer=args.tokenizer,
                    vision_activation=args.vision_activation, media_semantics=args.media_semantics,
                    resampler=resampler, xattn=xattn, new_rows=args.new_rows, max_shard_bytes=args.max_shard_size,
-                   force=args.force, vision_image_size=args.vision_image_size)
+                   force=args.force or args.quantize is not None, vision_image_size=args.vision_image_size)
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.quantize:
+        try:  # the quantizer is libflamingo's: fail before converting if it cannot be loaded
+            flamingo.version()
+        except flamingo.LibraryError as e:
+            print(f"error: --quantize needs libflamingo: {e}", file=sys.stderr)
+            return 1
     try:
         result = convert(opts, log=log)
+        if args.quantize:
+            if log:
+                log(f"quantizing to {args.quantize} (groups of {args.group_size}) into {args.out}")
+            flamingo.quantize(float_out, args.out, type=args.quantize, group_size=args.group_size, keep=args.keep,
+                              overwrite=args.force)
+            result.out = args.out
+            result.files = ["model.safetensors"]
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except flamingo.FlamingoError as e:
+        print(f"error: quantizing: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if args.quantize and float_out.exists():
+            shutil.rmtree(float_out, ignore_errors=True)
     if not args.quiet:
         for n in result.notes:
             print(f"note: {n}", file=sys.stderr)
