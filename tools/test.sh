@@ -56,6 +56,7 @@ suite "C ABI (header, dlopen)" env FLAMINGO_STRICT_EXPORTS=1 Tests/capi/run.sh "
 suite "C example (pkg-config)" c_example_pkg_config
 suite "flamingo CLI" Tests/cli/run.sh "$prefix/bin/flamingo"
 suite "miniature model: engine = PyTorch (flamingo eval)" python3 Tests/mini/agreement.py "$prefix/bin/flamingo"
+suite "miniature model at q8: within 1 point / 1 % of f32" python3 Tests/mini/quantized.py "$prefix/bin/flamingo"
 suite "main job (tools/demo.sh)" bash tools/demo.sh
 suite "C consumer (find_package)" c_example_find_package
 suite "Python binding" python_binding

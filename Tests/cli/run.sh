@@ -37,6 +37,16 @@ check "eval vqa" "$cli" eval -m "$fx/mpt_tiny" --task vqa --train "$ev/vqa_train
 check "eval classification" "$cli" eval -m "$fx/mpt_tiny" --task classification --train "$ev/classification_train.json" --test "$ev/classification_test.json" --shots 0,2
 check "eval bad task" fails_cleanly "$cli" eval -m "$fx/mpt_tiny" --task ranking --train "$ev/captions_train.json" --test "$ev/captions_test.json"
 check "eval too many shots" fails_cleanly "$cli" eval -m "$fx/mpt_tiny" --task captioning --train "$ev/captions_train.json" --test "$ev/captions_test.json" --shots 8
+qdir=$(mktemp -d "${TMPDIR:-/tmp}/flamingo-cli-q.XXXXXX")
+check "quantize q4" "$cli" quantize "$fx/llama_tiny" "$qdir/q4" --type q4 --group-size 32 --keep 'lang_encoder.lm_head=q8'
+check "info of a q4 model" bash -c "\"$cli\" info -m $qdir/q4 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert set(d[\"storage\"]) >= {\"q4\", \"q8\"}, d'"
+check "caption q4" "$cli" caption -m "$qdir/q4" --max-new-tokens 4 "$img"
+check "quantize into a non-empty directory" fails_cleanly "$cli" quantize "$fx/llama_tiny" "$qdir/q4" --type q8
+check "quantize --overwrite" "$cli" quantize "$fx/llama_tiny" "$qdir/q4" --type bf16 --overwrite
+check "quantize bad type" fails_cleanly "$cli" quantize "$fx/llama_tiny" "$qdir/x" --type q3
+check "quantize bad keep" fails_cleanly "$cli" quantize "$fx/llama_tiny" "$qdir/y" --type q4 --keep 'vision_encoder.*'
+check "synth" bash -c "\"$cli\" synth $fx/mpt_tiny/config.json $qdir/synth --type q8 >/dev/null && \"$cli\" bench -m $qdir/synth --images 1 --prompt-tokens 4 --decode 2 >/dev/null"
+rm -rf "$qdir"
 check "missing model" fails_cleanly "$cli" info -m /nonexistent
 check "marker mismatch" fails_cleanly "$cli" generate -m "$fx/mpt_tiny" --prompt "<image>x"
 check "bad image" fails_cleanly "$cli" caption -m "$fx/mpt_tiny" "$fx/mpt_tiny/config.json"
