@@ -103,6 +103,14 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testStreamSum() {
+        for n in Self.sizes + [1000, 4099] {
+            let x = random(n)
+            let want = x.reduce(0.0) { $0 + Double($1) }
+            XCTAssertEqual(Double(fk_stream_sum(x, n)), want, accuracy: 1e-5 * Double(n), "stream sum \(n)")
+        }
+    }
+
     func testVectorExp() {
         let x = random(1000, scale: 87) + [-.infinity, -100, 0, 88]
         let out = Guarded(x.count)

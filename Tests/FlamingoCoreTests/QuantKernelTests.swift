@@ -93,12 +93,12 @@ final class QuantKernelTests: XCTestCase {
     func testAffineProducts() throws {
         let storage = Storage()
         for bits in [4, 8] { for group in [32, 64, 128] { for sb in [DType.f32, .f16, .bf16] {
-            for (n, groups) in [(1, 1), (3, 3), (17, 2), (100, 5)] {
+            for (n, groups) in [(1, 1), (3, 9), (17, 2), (5, 17), (40, 8)] {
                 let k = group * groups
                 let a = randomAffine(rows: n, cols: k, bits: bits, group: group)
                 let w = try weight(a, sb: sb, storage: storage, misalign: n == 3)
                 XCTAssertEqual(w.format, .affine(bits: bits, group: group))
-                for m in [1, 2, 5, 9] {
+                for m in [1, 2, 5] {
                     let x = rng.vector(m * k, scale: 2)
                     let out = KernelTests.Guarded(m * n)
                     linear(x, m: m, w, into: out.p)

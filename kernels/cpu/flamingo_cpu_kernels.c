@@ -110,3 +110,18 @@ void fk_exp(const float *x, float *y, size_t n) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fk_exp256(_mm256_loadu_ps(x + i)));
     for (; i < n; i++) y[i] = expf(x[i]);
 }
+
+float fk_stream_sum(const float *x, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm_prefetch((const char *)(x + i) + 4096, _MM_HINT_T0);
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(a0, a1));
+    float s = out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+    for (; i < n; i++) s += x[i];
+    return s;
+}

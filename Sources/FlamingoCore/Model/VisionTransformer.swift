@@ -84,8 +84,8 @@ public final class VisionTransformer {
     let blocks: [Block]
 
     struct Block {
-        let ln1, ln2, inProj: (weight: Matrix, bias: Matrix?)
-        let outProj, fc, proj: (weight: Weight, bias: Matrix?)
+        let ln1, ln2: (weight: Matrix, bias: Matrix?)
+        let inProj, outProj, fc, proj: (weight: Weight, bias: Matrix?)
     }
 
     init(_ model: WeightSource, config c: VisionTransformerConfig, prefix p: String) throws {
@@ -99,7 +99,7 @@ public final class VisionTransformer {
         blocks = try (0..<c.layers).map { i in
             let b = "\(p).transformer.resblocks.\(i)"
             return Block(ln1: try model.layer("\(b).ln_1"), ln2: try model.layer("\(b).ln_2"),
-                         inProj: (try model.matrix("\(b).attn.in_proj_weight"), try model.matrix("\(b).attn.in_proj_bias")),
+                         inProj: (try model.weight("\(b).attn.in_proj_weight"), try model.matrix("\(b).attn.in_proj_bias")),
                          outProj: try model.linearLayer("\(b).attn.out_proj"),
                          fc: try model.linearLayer("\(b).mlp.c_fc"), proj: try model.linearLayer("\(b).mlp.c_proj"))
         }

@@ -18,5 +18,9 @@ void fk_swiglu(float *gate, const float *up, size_t n);
 void fk_softmax(float *x, size_t n);
 /* y[i] = exp(x[i]) for the tests of the vector exponential. */
 void fk_exp(const float *x, float *y, size_t n);
+/* Σ x[i], reading with software prefetch 4 KB ahead as the weight kernels do
+ * (the benchmarks' read-bandwidth probe: a plain loop relies on the hardware
+ * prefetcher alone and reads slower than the kernels do). */
+float fk_stream_sum(const float *x, size_t n);
 
 #endif
