@@ -49,6 +49,7 @@ struct Synth: ParsableCommand {
     @Argument(help: "Output directory (created).") var output: String
     @Option(help: "Storage type: q4, q8, bf16, f16 or f32.") var type: String = "f32"
     @Option(help: "Inputs per quantization group.") var groupSize: Int = 64
+    @Flag(help: "Every matrix in --type (without the default q4 policy).") var plain = false
 
     func run() throws {
         try reportingErrors {
@@ -56,7 +57,7 @@ struct Synth: ParsableCommand {
             let bytes = try readWholeFile(config)
             let json = try bytes.withUnsafeBytes { try JSON.parse($0) }
             if mkdir(output, 0o755) != 0 && errno != EEXIST { throw FlamingoError.io("cannot create \(output)") }
-            try SyntheticModel.write(config: json, output: output, type: t, group: groupSize)
+            try SyntheticModel.write(config: json, output: output, type: t, group: groupSize, plain: plain)
             print("wrote \(output)")
         }
     }

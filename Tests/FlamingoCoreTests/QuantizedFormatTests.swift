@@ -4,11 +4,13 @@ import XCTest
 /// Quantized model directories that are wrong in one precise way: each is a
 /// clear error naming the tensor, before any kernel reads a byte.
 final class QuantizedFormatTests: XCTestCase {
-    /// mpt_tiny at q4 (groups of 32) as editable tensors plus its config text.
+    /// mpt_tiny at q4 (groups of 32, every matrix: no default policy) as
+    /// editable tensors plus its config text.
     func quantizedTiny() throws -> (SafetensorsWriter, String) {
         let src = TempDir()
         var q = ModelQuantizer(type: .q4)
         q.groupSize = 32
+        q.keep = []
         q.overwrite = true
         try q.convert(input: fixturesDir + "/mpt_tiny", output: src.path)
         let file = try SafetensorsFile(path: src.path + "/model.safetensors")
@@ -123,6 +125,19 @@ final class QuantizedFormatTests: XCTestCase {
         try q.convert(input: fixturesDir + "/mpt_tiny", output: out.path)
         XCTAssertEqual(String(decoding: try readWholeFile(out.path + "/keep.txt"), as: UTF8.self), "precious")
         XCTAssertNotNil(try Model(directory: out.path).storageBytes["q8"])
+    }
+
+    func testTheDefaultQ4PolicyKeepsTheHeadAt8Bits() throws {
+        let out = TempDir()
+        var q = ModelQuantizer(type: .q4)
+        q.groupSize = 32
+        q.overwrite = true
+        try q.convert(input: fixturesDir + "/llama_tiny", output: out.path)
+        let m = try Model(directory: out.path)
+        for module in ["lang_encoder.lm_head", "lang_encoder.model.embed_tokens"] {
+            XCTAssertEqual(m.config.quantization?.params(module: module), .init(bits: 8, group: 32), module)
+        }
+        XCTAssertEqual(try m.weight("lang_encoder.model.layers.0.mlp.up_proj.weight").format, .affine(bits: 4, group: 32))
     }
 
     func testKeepRulesAndMixedPrecision() throws {

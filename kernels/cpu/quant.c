@@ -12,6 +12,11 @@
 #include <math.h>
 #include <string.h>
 
+/* How far ahead of a row stream the kernels ask for lines (bytes). */
+#ifndef FK_PREFETCH
+#define FK_PREFETCH 4096
+#endif
+
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -65,30 +70,29 @@ void fk_quantize_x(const float *x, fk_qx *a) {
     }
 }
 
-static float dot_f16(const uint16_t *w, const float *x, long n, int bf16) {
+static inline __attribute__((always_inline)) __m256 load8_16(const uint16_t *p, const int bf16) {
+    return bf16 ? load8_bf16(p) : load8_f16(p);
+}
+
+/* One row of a 16-bit weight against f32 x; inlined once per type. */
+static inline __attribute__((always_inline)) float dot_16(const uint16_t *w, const float *x, long n, const int bf16) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
     long j = 0;
-    if (bf16) {
-        for (; j + 32 <= n; j += 32) {
-            acc0 = _mm256_fmadd_ps(load8_bf16(w + j), _mm256_loadu_ps(x + j), acc0);
-            acc1 = _mm256_fmadd_ps(load8_bf16(w + j + 8), _mm256_loadu_ps(x + j + 8), acc1);
-            acc2 = _mm256_fmadd_ps(load8_bf16(w + j + 16), _mm256_loadu_ps(x + j + 16), acc2);
-            acc3 = _mm256_fmadd_ps(load8_bf16(w + j + 24), _mm256_loadu_ps(x + j + 24), acc3);
-        }
-        for (; j + 8 <= n; j += 8) acc0 = _mm256_fmadd_ps(load8_bf16(w + j), _mm256_loadu_ps(x + j), acc0);
-    } else {
-        for (; j + 32 <= n; j += 32) {
-            acc0 = _mm256_fmadd_ps(load8_f16(w + j), _mm256_loadu_ps(x + j), acc0);
-            acc1 = _mm256_fmadd_ps(load8_f16(w + j + 8), _mm256_loadu_ps(x + j + 8), acc1);
-            acc2 = _mm256_fmadd_ps(load8_f16(w + j + 16), _mm256_loadu_ps(x + j + 16), acc2);
-            acc3 = _mm256_fmadd_ps(load8_f16(w + j + 24), _mm256_loadu_ps(x + j + 24), acc3);
-        }
-        for (; j + 8 <= n; j += 8) acc0 = _mm256_fmadd_ps(load8_f16(w + j), _mm256_loadu_ps(x + j), acc0);
+    for (; j + 32 <= n; j += 32) {
+        _mm_prefetch((const char *)(w + j) + FK_PREFETCH, _MM_HINT_T0);
+        acc0 = _mm256_fmadd_ps(load8_16(w + j, bf16), _mm256_loadu_ps(x + j), acc0);
+        acc1 = _mm256_fmadd_ps(load8_16(w + j + 8, bf16), _mm256_loadu_ps(x + j + 8), acc1);
+        acc2 = _mm256_fmadd_ps(load8_16(w + j + 16, bf16), _mm256_loadu_ps(x + j + 16), acc2);
+        acc3 = _mm256_fmadd_ps(load8_16(w + j + 24, bf16), _mm256_loadu_ps(x + j + 24), acc3);
     }
+    for (; j + 8 <= n; j += 8) acc0 = _mm256_fmadd_ps(load8_16(w + j, bf16), _mm256_loadu_ps(x + j), acc0);
     float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
     for (; j < n; j++) s += (bf16 ? bf16_to_f32(w[j]) : _cvtsh_ss(w[j])) * x[j];
     return s;
 }
+
+static float dot_f16(const uint16_t *w, const float *x, long n) { return dot_16(w, x, n, 0); }
+static float dot_bf16(const uint16_t *w, const float *x, long n) { return dot_16(w, x, n, 1); }
 
 /* Integer products of one group's codes with the activation's int8 values,
  * as 8 int32 partial sums. 4 bits: 32 bytes hold 64 codes, low nibbles the
@@ -125,10 +129,6 @@ static inline __m256i group_q8(const uint8_t *w, const int8_t *xq, long group) {
     }
     return acc;
 }
-
-#ifndef FK_PREFETCH
-#define FK_PREFETCH 4096
-#endif
 
 /* Eight consecutive scales or biases as f32. */
 static inline __m256 load8_sb(const void *p, int type, long i) {
@@ -202,8 +202,8 @@ static const rows_fn affine_rows[2][3][3] = {  /* [q4][sb_type][group 32/64/128]
 
 void fk_gemv_rows(const fk_weight *w, const float *x, const fk_qx *a, float *y, long r0, long r1) {
     if (w->format == FK_W_F16 || w->format == FK_W_BF16) {
-        for (long r = r0; r < r1; r++)
-            y[r - r0] = dot_f16((const uint16_t *)w->w + r * w->cols, x, w->cols, w->format == FK_W_BF16);
+        float (*dot)(const uint16_t *, const float *, long) = w->format == FK_W_BF16 ? dot_bf16 : dot_f16;
+        for (long r = r0; r < r1; r++) y[r - r0] = dot((const uint16_t *)w->w + r * w->cols, x, w->cols);
         return;
     }
     const int gi = w->group == 32 ? 0 : w->group == 64 ? 1 : 2;

@@ -16,7 +16,7 @@ untied output head) with random weights, written once per type:
     cross-attention never runs (every_n_layers > layers) and whose vision tower is tiny, every
     matrix at q8 / q4 in groups of 64 with f16 scale and bias (8.5 / 4.5 bits per weight).
 Both then decode in a fresh process per run, alternating engine by engine, on 2 threads: a
-64-token prompt, then `--decode` tokens one at a time; the per-token median is reported.
+16-token prompt, then `--decode` tokens one at a time; the per-token median is reported.
 """
 import argparse
 import json
@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 D, LAYERS, HEADS, FFN, VOCAB = 4096, 32, 32, 11008, 32000
-PROMPT = 64
+PROMPT = 16
 
 
 def flamingo_config():
@@ -141,7 +141,7 @@ def main():
         if not (f / "model.safetensors").exists():
             f.mkdir(parents=True, exist_ok=True)
             (f / "source-config.json").write_text(json.dumps(flamingo_config()))
-            subprocess.run([a.cli, "synth", str(f / "source-config.json"), str(f), "--type", kind], check=True,
+            subprocess.run([a.cli, "synth", str(f / "source-config.json"), str(f), "--type", kind, "--plain"], check=True,
                            stdout=subprocess.DEVNULL)
         ours, theirs = [], []
         for r in range(a.runs):

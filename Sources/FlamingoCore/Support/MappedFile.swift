@@ -33,6 +33,18 @@ public final class MappedFile: @unchecked Sendable {
     }
 }
 
+/// Drops this process's pages of a read-only mapped range (they stay in the
+/// page cache): a converter that reads each tensor once keeps its resident
+/// set at about one tensor instead of growing to the whole input.
+func releasePages(_ range: UnsafeRawBufferPointer) {
+    guard let start = range.baseAddress, range.count > 0 else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let lo = (Int(bitPattern: start) + page - 1) / page * page         // whole pages inside the range only
+    let hi = (Int(bitPattern: start) + range.count) / page * page
+    guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+    _ = madvise(p, hi - lo, MADV_DONTNEED)
+}
+
 /// Reads a small file (configs, /proc entries whose size reads as 0) fully
 /// into memory.
 public func readWholeFile(_ path: String) throws -> [UInt8] {

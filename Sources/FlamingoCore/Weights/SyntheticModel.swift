@@ -2,15 +2,26 @@
 /// what the speed benchmarks run (tools/bench/bench_quant.py) at real
 /// geometries without a checkpoint or an f32 copy on disk. Values are
 /// small and finite (norm weights 1), so every kernel runs its normal path.
+/// Matrices get the types `flamingo quantize --type TYPE` would give them
+/// (its default q4 policy included).
 public enum SyntheticModel {
-    public static func write(config json: JSON, output: String, type: StorageType, group: Int = 64) throws {
+    /// `plain`: every matrix in `type` (no default policy), for comparisons at equal bits.
+    public static func write(config json: JSON, output: String, type: StorageType, group: Int = 64, plain: Bool = false) throws {
         let config = try ModelConfig(json: json)
+        var policy = ModelQuantizer(type: type)
+        policy.groupSize = group
+        if plain { policy.keep = [] }
         var plan: [(spec: WeightSpec, dtype: DType, bits: Int?)] = []
+        var modules: [String: QuantizationConfig.Params?] = [:]
         for spec in config.expectedWeights {
-            if spec.quantizable, let bits = type.bits, spec.shape[1] % group == 0 {
+            let module = Model.module(ofWeight: spec.name)
+            let target = spec.quantizable ? policy.target(module: module, cols: spec.shape[1]) : type
+            if spec.quantizable, let bits = target.bits {
                 plan.append((spec, .u32, bits))
+                modules[module] = .some(QuantizationConfig.Params(bits: bits, group: group))
             } else {
-                plan.append((spec, type.floatType ?? .f32, nil))
+                plan.append((spec, target.floatType ?? type.floatType ?? .f32, nil))
+                if spec.quantizable { modules[module] = .some(nil) }
             }
         }
         var tensors: [(name: String, dtype: DType, shape: [Int])] = []
@@ -50,9 +61,6 @@ public enum SyntheticModel {
             }
         }
         try writer.close()
-        var o = json.object ?? [:]
-        o["weights"] = nil
-        o["quantization"] = type.bits.map { QuantizationConfig(defaults: .init(bits: $0, group: group)).json }
-        try writeWholeFile(output + "/config.json", Array((OrderedJSON(sortedKeys: .object(o)).text + "\n").utf8))
+        try ModelQuantizer.writeConfig(json, output: output, type: type, group: group, modules: modules)
     }
 }
