@@ -93,16 +93,24 @@ final class QuantKernelTests: XCTestCase {
     func testAffineProducts() throws {
         let storage = Storage()
         for bits in [4, 8] { for group in [32, 64, 128] { for sb in [DType.f32, .f16, .bf16] {
-            for (n, groups) in [(1, 1), (3, 9), (17, 2), (5, 17), (40, 8)] {
+            for (n, groups) in [(1, 1), (3, 9), (17, 2), (5, 17), (9, 8)] {
                 let k = group * groups
                 let a = randomAffine(rows: n, cols: k, bits: bits, group: group)
                 let w = try weight(a, sb: sb, storage: storage, misalign: n == 3)
                 XCTAssertEqual(w.format, .affine(bits: bits, group: group))
-                for m in [1, 2, 5] {
+                for m in [1, 2, 4, 5] {
                     let x = rng.vector(m * k, scale: 2)
                     let out = KernelTests.Guarded(m * n)
                     linear(x, m: m, w, into: out.p)
                     XCTAssertTrue(out.sentinelsIntact, "q\(bits) g\(group) \(sb) \(n)x\(k) m=\(m): wrote outside its output")
+                    if m > 1 && m <= Weight.gemvRows {
+                        // Rows sharing a weight read get exactly what each gets alone.
+                        for i in 0..<m {
+                            let one = KernelTests.Guarded(n)
+                            Array(x[(i * k)..<((i + 1) * k)]).withUnsafeBufferPointer { linear($0.baseAddress!, m: 1, w, into: one.p) }
+                            XCTAssertEqual(one.values, Array(UnsafeBufferPointer(start: out.p + i * n, count: n)), "q\(bits) g\(group) row \(i) of \(m)")
+                        }
+                    }
                     for i in 0..<m { for r in 0..<n {
                         let exact = (0..<k).reduce(0.0) { $0 + a.value(r, $1) * Double(x[i * k + $1]) }
                         let got = Double(out.p[i * n + r])
@@ -114,10 +122,12 @@ final class QuantKernelTests: XCTestCase {
                             XCTAssertEqual(got, emu, accuracy: 1e-5 * max(1, mag), what)
                             // And the exact product within the activation rounding bound Σ|s·(q − offset)|·d/2.
                             var bound = 1e-5 * max(1, mag)
-                            for j in 0..<k {
-                                let blk = x[(i * k + j / group * group)..<(i * k + j / group * group + group)]
-                                let g = r * (k / group) + j / group
-                                bound += abs(Double(a.scales[g]) * Double(a.codes[r * k + j] - (bits == 8 ? 128 : 0))) * Double(blk.map { abs($0) }.max() ?? 0) / 127 / 2
+                            for gi in 0..<(k / group) {
+                                let amax = x[(i * k + gi * group)..<(i * k + gi * group + group)].map { abs($0) }.max() ?? 0
+                                let g = r * (k / group) + gi
+                                for j in (gi * group)..<((gi + 1) * group) {
+                                    bound += abs(Double(a.scales[g]) * Double(a.codes[r * k + j] - (bits == 8 ? 128 : 0))) * Double(amax) / 127 / 2
+                                }
                             }
                             XCTAssertLessThanOrEqual(abs(got - exact), bound, what)
                         } else {
@@ -145,7 +155,7 @@ final class QuantKernelTests: XCTestCase {
             let w = Weight(t, rows: n, cols: k)
             XCTAssertEqual(w.format, dtype == .f16 ? .f16 : .bf16)
             XCTAssertEqual(w.storedBytes, n * k * 2)
-            for m in [1, 3, 6] {
+            for m in [1, 3, 4, 6] {
                 let x = rng.vector(m * k)
                 let out = KernelTests.Guarded(m * n)
                 linear(x, m: m, w, into: out.p)

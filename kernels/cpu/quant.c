@@ -70,68 +70,12 @@ void fk_quantize_x(const float *x, fk_qx *a) {
     }
 }
 
-static inline __attribute__((always_inline)) __m256 load8_16(const uint16_t *p, const int bf16) {
-    return bf16 ? load8_bf16(p) : load8_f16(p);
-}
+#define AI static inline __attribute__((always_inline))
 
-/* One row of a 16-bit weight against f32 x; inlined once per type. */
-static inline __attribute__((always_inline)) float dot_16(const uint16_t *w, const float *x, long n, const int bf16) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    long j = 0;
-    for (; j + 32 <= n; j += 32) {
-        _mm_prefetch((const char *)(w + j) + FK_PREFETCH, _MM_HINT_T0);
-        acc0 = _mm256_fmadd_ps(load8_16(w + j, bf16), _mm256_loadu_ps(x + j), acc0);
-        acc1 = _mm256_fmadd_ps(load8_16(w + j + 8, bf16), _mm256_loadu_ps(x + j + 8), acc1);
-        acc2 = _mm256_fmadd_ps(load8_16(w + j + 16, bf16), _mm256_loadu_ps(x + j + 16), acc2);
-        acc3 = _mm256_fmadd_ps(load8_16(w + j + 24, bf16), _mm256_loadu_ps(x + j + 24), acc3);
-    }
-    for (; j + 8 <= n; j += 8) acc0 = _mm256_fmadd_ps(load8_16(w + j, bf16), _mm256_loadu_ps(x + j), acc0);
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-    for (; j < n; j++) s += (bf16 ? bf16_to_f32(w[j]) : _cvtsh_ss(w[j])) * x[j];
-    return s;
-}
-
-static float dot_f16(const uint16_t *w, const float *x, long n) { return dot_16(w, x, n, 0); }
-static float dot_bf16(const uint16_t *w, const float *x, long n) { return dot_16(w, x, n, 1); }
-
-/* Integer products of one group's codes with the activation's int8 values,
- * as 8 int32 partial sums. 4 bits: 32 bytes hold 64 codes, low nibbles the
- * even inputs, high the odd (matching fk_quantize_x's order); pair sums of
- * maddubs stay below 2·15·127 and two of them below 2^15. */
-static inline __m256i group_q4(const uint8_t *w, const int8_t *xq, long group) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    __m256i acc = _mm256_setzero_si256();
-    if (group == 32) {
-        const __m128i m4h = _mm_set1_epi8(0x0F);
-        __m128i bytes = _mm_loadu_si128((const __m128i *)w);
-        __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4h), _mm_and_si128(bytes, m4h));
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xq)), ones);
-    }
-    for (long j = 0; j < group; j += 64) {
-        __m256i bytes = _mm256_loadu_si256((const __m256i *)(w + j / 2));
-        __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
-        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + j))),
-                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + j + 32))));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
-    }
-    return acc;
-}
-
-/* 8 bits: (q − 128)·xq through the sign trick (maddubs needs an unsigned
- * first operand; |q − 128| ≤ 128 keeps pair sums below 2^15). */
-static inline __m256i group_q8(const uint8_t *w, const int8_t *xq, long group) {
-    const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8((char)0x80);
-    __m256i acc = _mm256_setzero_si256();
-    for (long j = 0; j < group; j += 32) {
-        __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + j)), bias);
-        __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xq + j)), ws);
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(ws), x), ones));
-    }
-    return acc;
-}
+AI __m256 load8_16(const uint16_t *p, const int bf16) { return bf16 ? load8_bf16(p) : load8_f16(p); }
 
 /* Eight consecutive scales or biases as f32. */
-static inline __m256 load8_sb(const void *p, int type, long i) {
+AI __m256 load8_sb(const void *p, int type, long i) {
     switch (type) {
     case FK_SB_F16: return load8_f16((const uint16_t *)p + i);
     case FK_SB_BF16: return load8_bf16((const uint16_t *)p + i);
@@ -139,75 +83,171 @@ static inline __m256 load8_sb(const void *p, int type, long i) {
     }
 }
 
-/* One row: y = Σ_groups s·d·(q·xq) + (bias + offset·s)·Σx. Rows are done one
- * at a time because two rows read side by side are two memory streams, and
- * on the machines measured (docs/benchmarks.md) the hardware prefetcher then
- * delivers a third of the bandwidth of one stream. Eight groups at a time:
- * their scales times the activation scales are one vector product (each
- * group takes its lane by a permute) and their biases one FMA. Inlined into
- * one copy per (bits, group, scale type) below, so the loop carries no
- * format branches. */
-static inline __attribute__((always_inline)) float dot_affine(const fk_weight *w, const fk_qx *a, long r, const int q4,
-                                                              const long g, const int sb) {
+/* Row r of a 16-bit weight against M activation rows (x + i·xs), each
+ * weight read once; out[i] = the M products. Inlined once per (type, M). */
+AI void dot_16(const uint16_t *w, const float *x, long xs, long n, const int bf16, const int M, float *out) {
+    __m256 acc[4][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    long j = 0;
+    for (; j + 16 <= n; j += 16) {
+        _mm_prefetch((const char *)(w + j) + FK_PREFETCH, _MM_HINT_T0);
+        const __m256 w0 = load8_16(w + j, bf16), w1 = load8_16(w + j + 8, bf16);
+        for (int i = 0; i < M; i++) {
+            acc[i][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * xs + j), acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * xs + j + 8), acc[i][1]);
+        }
+    }
+    for (; j + 8 <= n; j += 8) {
+        const __m256 w0 = load8_16(w + j, bf16);
+        for (int i = 0; i < M; i++) acc[i][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * xs + j), acc[i][0]);
+    }
+    for (int i = 0; i < M; i++) {
+        float s = hsum256(_mm256_add_ps(acc[i][0], acc[i][1]));
+        for (long t = j; t < n; t++) s += (bf16 ? bf16_to_f32(w[t]) : _cvtsh_ss(w[t])) * x[i * xs + t];
+        out[i] = s;
+    }
+}
+
+/* One group of codes against M activations: the int32 partial sums of
+ * q·xq (4 bits) or (q − 128)·xq (8 bits), 8 lanes each, into ia[0..M).
+ * The weight bytes are unpacked once for all M. 4 bits: 32 bytes hold 64
+ * codes, low nibbles the even inputs, high the odd (fk_quantize_x's order);
+ * maddubs pair sums stay below 2·15·127 and two of them below 2^15. 8 bits:
+ * maddubs needs an unsigned first operand, hence the sign trick on q − 128
+ * (|q − 128| ≤ 128 keeps pair sums below 2^15). */
+AI void group_dot(const uint8_t *w, const fk_qx *a, long xo, const int q4, const long g, const int M, __m256i *ia) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int i = 0; i < M; i++) ia[i] = _mm256_setzero_si256();
+    if (q4 && g == 32) {
+        const __m128i m4 = _mm_set1_epi8(0x0F);
+        const __m128i bytes = _mm_loadu_si128((const __m128i *)w);
+        const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), m4), _mm_and_si128(bytes, m4));
+        for (int i = 0; i < M; i++)
+            ia[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a[i].q + xo))), ones);
+        return;
+    }
+    if (q4) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        for (long j = 0; j < g; j += 64) {
+            const __m256i bytes = _mm256_loadu_si256((const __m256i *)(w + j / 2));
+            const __m256i lo = _mm256_and_si256(bytes, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+            for (int i = 0; i < M; i++) {
+                const int8_t *xq = a[i].q + xo + j;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xq)),
+                                             _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 32))));
+                ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
+            }
+        }
+        return;
+    }
+    for (long j = 0; j < g; j += 32) {
+        const __m256i ws = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + j)), _mm256_set1_epi8((char)0x80));
+        const __m256i aw = _mm256_abs_epi8(ws);
+        for (int i = 0; i < M; i++) {
+            __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a[i].q + xo + j)), ws);
+            ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, x), ones));
+        }
+    }
+}
+
+/* Row r against M activations: out[i] = Σ_groups s·d_i·(q·xq_i) + (bias + offset·s)·Σx_i.
+ * Rows are done one at a time because two rows read side by side are two
+ * memory streams, and on the machines measured (docs/benchmarks.md) the
+ * hardware prefetcher then delivers a third of the bandwidth of one stream.
+ * Eight groups at a time: their scales times the activation scales are one
+ * vector product (each group takes its lane by a permute) and their biases
+ * one FMA. The arithmetic of activation i does not depend on M, so a batch
+ * gives each row exactly what it gets alone. Inlined into one copy per
+ * (bits, group, scale type, M) below: no format branches in the loop. */
+AI void dot_affine(const fk_weight *w, const fk_qx *a, long r, const int q4, const long g, const int sb, const int M,
+                   float *out) {
     const long cols = w->cols, ng = cols / g;
     const long group_bytes = q4 ? g / 2 : g;
     const uint8_t *w0 = (const uint8_t *)w->w + r * ng * group_bytes;
     /* The 8-bit products use q − 128, so their bias gains 128·s. */
     const float off = q4 ? 0.0f : 128.0f;
-    __m256 acc = _mm256_setzero_ps(), bacc = _mm256_setzero_ps();
+    __m256 acc[4], bacc[4];
+    float b[4];
+    __m256i ia[4];
+    for (int i = 0; i < M; i++) { acc[i] = bacc[i] = _mm256_setzero_ps(); b[i] = 0; }
     long k = 0;
     for (; k + 8 <= ng; k += 8) {
         const __m256 s = load8_sb(w->scales, sb, r * ng + k);
-        const __m256 sd = _mm256_mul_ps(s, _mm256_loadu_ps(a->d + k));
+        __m256 sd[4];
+        for (int i = 0; i < M; i++) sd[i] = _mm256_mul_ps(s, _mm256_loadu_ps(a[i].d + k));
         /* Measured: the hardware prefetcher alone leaves a q4 row stream at
          * ~2/3 of the read bandwidth; lines 4 KB ahead (past the next row
          * for typical widths) keep it near the limit. */
         for (long o = 0; o < 8 * group_bytes; o += 64)
             _mm_prefetch((const char *)(w0 + k * group_bytes + o + FK_PREFETCH), _MM_HINT_T0);
         for (int j = 0; j < 8; j++) {
-            const int8_t *xq = a->q + (k + j) * g;
-            __m256i i = q4 ? group_q4(w0 + (k + j) * group_bytes, xq, g) : group_q8(w0 + (k + j) * group_bytes, xq, g);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(sd, _mm256_set1_epi32(j)), acc);
+            group_dot(w0 + (k + j) * group_bytes, a, (k + j) * g, q4, g, M, ia);
+            const __m256i lane = _mm256_set1_epi32(j);
+            for (int i = 0; i < M; i++)
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_permutevar8x32_ps(sd[i], lane), acc[i]);
         }
         const __m256 c = _mm256_fmadd_ps(_mm256_set1_ps(off), s, load8_sb(w->biases, sb, r * ng + k));
-        bacc = _mm256_fmadd_ps(c, _mm256_loadu_ps(a->sum + k), bacc);
+        for (int i = 0; i < M; i++) bacc[i] = _mm256_fmadd_ps(c, _mm256_loadu_ps(a[i].sum + k), bacc[i]);
     }
-    float b = 0;
     for (; k < ng; k++) {
-        const int8_t *xq = a->q + k * g;
-        __m256i i = q4 ? group_q4(w0 + k * group_bytes, xq, g) : group_q8(w0 + k * group_bytes, xq, g);
+        group_dot(w0 + k * group_bytes, a, k * g, q4, g, M, ia);
         const float s = load_sb(w->scales, sb, r * ng + k), c = load_sb(w->biases, sb, r * ng + k);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(s * a->d[k]), acc);
-        b += (c + off * s) * a->sum[k];
+        for (int i = 0; i < M; i++) {
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_set1_ps(s * a[i].d[k]), acc[i]);
+            b[i] += (c + off * s) * a[i].sum[k];
+        }
     }
-    return hsum256(_mm256_add_ps(acc, bacc)) + b;
+    for (int i = 0; i < M; i++) out[i] = hsum256(_mm256_add_ps(acc[i], bacc[i])) + b[i];
 }
 
-static inline __attribute__((always_inline)) void rows_affine(const fk_weight *w, const fk_qx *a, float *y, long r0,
-                                                              long r1, const int q4, const long g, const int sb) {
-    for (long r = r0; r < r1; r++) y[r - r0] = dot_affine(w, a, r, q4, g, sb);
-}
+/* y[i·ys + r − r0] for rows r in [r0, r1) and M activations. */
+typedef void (*rows_fn)(const fk_weight *, const float *, long, const fk_qx *, float *, long, long, long);
 
-#define FK_ROWS(Q4, G, SB) static void rows_##Q4##_##G##_##SB(const fk_weight *w, const fk_qx *a, float *y, long r0, long r1) \
-    { rows_affine(w, a, y, r0, r1, Q4, G, SB); }
-#define FK_ROWS_G(Q4, SB) FK_ROWS(Q4, 32, SB) FK_ROWS(Q4, 64, SB) FK_ROWS(Q4, 128, SB)
+#define FK_ROWS(Q4, G, SB, M)                                                                                   \
+    static void rows_##Q4##_##G##_##SB##_##M(const fk_weight *w, const float *x, long xs, const fk_qx *a,       \
+                                             float *y, long ys, long r0, long r1) {                             \
+        (void)x; (void)xs;                                                                                       \
+        float out[4];                                                                                            \
+        for (long r = r0; r < r1; r++) {                                                                         \
+            dot_affine(w, a, r, Q4, G, SB, M, out);                                                              \
+            for (int i = 0; i < M; i++) y[i * ys + r - r0] = out[i];                                             \
+        }                                                                                                        \
+    }
+#define FK_ROWS_M(Q4, G, SB) FK_ROWS(Q4, G, SB, 1) FK_ROWS(Q4, G, SB, 2) FK_ROWS(Q4, G, SB, 3) FK_ROWS(Q4, G, SB, 4)
+#define FK_ROWS_G(Q4, SB) FK_ROWS_M(Q4, 32, SB) FK_ROWS_M(Q4, 64, SB) FK_ROWS_M(Q4, 128, SB)
 FK_ROWS_G(0, 0) FK_ROWS_G(0, 1) FK_ROWS_G(0, 2) FK_ROWS_G(1, 0) FK_ROWS_G(1, 1) FK_ROWS_G(1, 2)
 
-typedef void (*rows_fn)(const fk_weight *, const fk_qx *, float *, long, long);
-#define FK_ROW_TABLE(Q4, SB) {rows_##Q4##_32_##SB, rows_##Q4##_64_##SB, rows_##Q4##_128_##SB}
-static const rows_fn affine_rows[2][3][3] = {  /* [q4][sb_type][group 32/64/128] */
+#define FK_ROW_M(Q4, G, SB) {rows_##Q4##_##G##_##SB##_1, rows_##Q4##_##G##_##SB##_2, rows_##Q4##_##G##_##SB##_3, rows_##Q4##_##G##_##SB##_4}
+#define FK_ROW_TABLE(Q4, SB) {FK_ROW_M(Q4, 32, SB), FK_ROW_M(Q4, 64, SB), FK_ROW_M(Q4, 128, SB)}
+static const rows_fn affine_rows[2][3][3][4] = {  /* [q4][sb_type][group 32/64/128][M − 1] */
     {FK_ROW_TABLE(0, 0), FK_ROW_TABLE(0, 1), FK_ROW_TABLE(0, 2)},
     {FK_ROW_TABLE(1, 0), FK_ROW_TABLE(1, 1), FK_ROW_TABLE(1, 2)},
 };
 
-void fk_gemv_rows(const fk_weight *w, const float *x, const fk_qx *a, float *y, long r0, long r1) {
+#define FK_ROWS16(BF, M)                                                                                       \
+    static void rows16_##BF##_##M(const fk_weight *w, const float *x, long xs, const fk_qx *a, float *y,       \
+                                  long ys, long r0, long r1) {                                                  \
+        (void)a;                                                                                                \
+        float out[4];                                                                                           \
+        for (long r = r0; r < r1; r++) {                                                                        \
+            dot_16((const uint16_t *)w->w + r * w->cols, x, xs, w->cols, BF, M, out);                           \
+            for (int i = 0; i < M; i++) y[i * ys + r - r0] = out[i];                                            \
+        }                                                                                                       \
+    }
+FK_ROWS16(0, 1) FK_ROWS16(0, 2) FK_ROWS16(0, 3) FK_ROWS16(0, 4)
+FK_ROWS16(1, 1) FK_ROWS16(1, 2) FK_ROWS16(1, 3) FK_ROWS16(1, 4)
+static const rows_fn rows16[2][4] = {{rows16_0_1, rows16_0_2, rows16_0_3, rows16_0_4},
+                                     {rows16_1_1, rows16_1_2, rows16_1_3, rows16_1_4}};
+
+void fk_gemv_rows(const fk_weight *w, const float *x, long x_stride, const fk_qx *a, long m, float *y, long y_stride,
+                  long r0, long r1) {
+    if (m < 1 || m > FK_GEMV_MAX_ROWS) return;
     if (w->format == FK_W_F16 || w->format == FK_W_BF16) {
-        float (*dot)(const uint16_t *, const float *, long) = w->format == FK_W_BF16 ? dot_bf16 : dot_f16;
-        for (long r = r0; r < r1; r++) y[r - r0] = dot((const uint16_t *)w->w + r * w->cols, x, w->cols);
+        rows16[w->format == FK_W_BF16][m - 1](w, x, x_stride, a, y, y_stride, r0, r1);
         return;
     }
     const int gi = w->group == 32 ? 0 : w->group == 64 ? 1 : 2;
-    affine_rows[w->format == FK_W_Q4][w->sb_type][gi](w, a, y, r0, r1);
+    affine_rows[w->format == FK_W_Q4][w->sb_type][gi][m - 1](w, x, x_stride, a, y, y_stride, r0, r1);
 }
 
 void fk_dequant_rows(const fk_weight *w, float *out, long r0, long r1) {

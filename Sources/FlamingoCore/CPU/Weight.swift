@@ -122,9 +122,10 @@ public final class Weight: @unchecked Sendable {
         return m
     }
 
-    /// Rows at most this many use one matrix-vector product per row; more
-    /// rows dequantize blocks of the weight once and use sgemm.
-    static let gemvRows = 4
+    /// Up to this many rows (a decode step, the beams of a beam search, a
+    /// small batch) use the matrix-vector kernels, which read each weight once
+    /// for all of them; more rows dequantize blocks of the weight and use sgemm.
+    static let gemvRows = Int(FK_GEMV_MAX_ROWS)
 
     /// y [m, rows] = x [m, cols] · Wᵀ for a non-f32 weight.
     fileprivate func product(_ x: UnsafePointer<Float>, m: Int, into y: UnsafeMutablePointer<Float>) {
@@ -132,16 +133,21 @@ public final class Weight: @unchecked Sendable {
         if m <= Self.gemvRows {
             // Affine weights meet an int8 copy of each activation row, one block per group.
             let block = kernel.group > 0 ? kernel.group : k
-            let q = UnsafeMutablePointer<Int8>.allocate(capacity: max(k, 1))
-            let d = UnsafeMutablePointer<Float>.allocate(capacity: max(k / block, 1) * 2)
+            let blocks = max(k / block, 1)
+            let q = UnsafeMutablePointer<Int8>.allocate(capacity: max(k, 1) * m)
+            let d = UnsafeMutablePointer<Float>.allocate(capacity: blocks * 2 * m)
             defer { q.deallocate(); d.deallocate() }
-            var a = fk_qx(q: q, d: d, sum: d + max(k / block, 1), cols: k, block: block, format: kernel.format)
-            for i in 0..<m {
-                if case .affine = format { fk_quantize_x(x + i * k, &a) }
-                let act = a
+            var acts = (0..<m).map { i in
+                fk_qx(q: q + i * k, d: d + 2 * i * blocks, sum: d + (2 * i + 1) * blocks, cols: k, block: block,
+                      format: kernel.format)
+            }
+            if case .affine = format {
+                for i in 0..<m { fk_quantize_x(x + i * k, &acts[i]) }
+            }
+            acts.withUnsafeBufferPointer { a in
                 parallelTasks(n, work: storedBytes) { r in
                     withUnsafePointer(to: kernel) { w in
-                        withUnsafePointer(to: act) { fk_gemv_rows(w, x + i * k, $0, y + i * n + r.lowerBound, r.lowerBound, r.upperBound) }
+                        fk_gemv_rows(w, x, k, a.baseAddress, m, y + r.lowerBound, n, r.lowerBound, r.upperBound)
                     }
                 }
             }

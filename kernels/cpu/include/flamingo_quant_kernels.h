@@ -48,13 +48,19 @@ typedef struct {
  * cols must be a multiple of block, block a multiple of 32. */
 void fk_quantize_x(const float *x, fk_qx *a);
 
-/* y[r − r0] = Σ_j W[r][j]·x[j] for rows r in [r0, r1).
+/* Up to this many activation rows share each weight read in fk_gemv_rows. */
+#define FK_GEMV_MAX_ROWS 4
+
+/* y[i·y_stride + r − r0] = Σ_j W[r][j]·x[i·x_stride + j] for rows r in
+ * [r0, r1) and activation rows i < m (1 ≤ m ≤ FK_GEMV_MAX_ROWS; others do
+ * nothing): each weight is read once for all m.
  * 16-bit formats: exact products of the widened weights, f32 accumulation.
- * Affine formats: integer dot products of q with the quantized activation `a`
- * (prepared by fk_quantize_x from x), scaled per block, plus the group biases
- * times the exact sums of x. `x` is used by the 16-bit formats, `a` by the
- * affine ones. */
-void fk_gemv_rows(const fk_weight *w, const float *x, const fk_qx *a, float *y, long r0, long r1);
+ * Affine formats: integer dot products of q with the quantized activations
+ * a[0..m) (each prepared by fk_quantize_x from its row of x), scaled per
+ * group, plus the group biases times the exact sums of x. `x` is used by the
+ * 16-bit formats, `a` by the affine ones. Row i's result does not depend on m. */
+void fk_gemv_rows(const fk_weight *w, const float *x, long x_stride, const fk_qx *a, long m, float *y, long y_stride,
+                  long r0, long r1);
 
 /* out[(r − r0)·cols + j] = W[r][j] in f32, for rows r in [r0, r1). */
 void fk_dequant_rows(const fk_weight *w, float *out, long r0, long r1);
