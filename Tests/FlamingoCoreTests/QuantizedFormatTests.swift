@@ -66,6 +66,9 @@ final class QuantizedFormatTests: XCTestCase {
         try expectLoadError(FlamingoError.invalidFormat, "\(module).scales is present but \(module).biases is missing") { w in
             w.entries.removeAll { $0.name == self.module + ".biases" }
         }
+        try expectLoadError(FlamingoError.invalidFormat, "\(module).biases is present but \(module).scales is missing") { w in
+            w.entries.removeAll { $0.name == self.module + ".scales" }
+        }
         try expectLoadError(FlamingoError.invalidFormat, "\(module).biases (BF16 [256, 2]) must match \(module).scales (F16 [256, 2])") { w in
             let i = w.entries.firstIndex { $0.name == self.module + ".biases" }!
             w.entries[i].dtype = "BF16"
@@ -124,6 +127,10 @@ final class QuantizedFormatTests: XCTestCase {
         q.overwrite = true
         try q.convert(input: fixturesDir + "/mpt_tiny", output: out.path)
         XCTAssertEqual(String(decoding: try readWholeFile(out.path + "/keep.txt"), as: UTF8.self), "precious")
+        assertThrows(FlamingoError.invalidArgument, containing: "is the input directory") {
+            try q.convert(input: out.path, output: out.path + "/.")
+        }
+        XCTAssertNotNil(try Model(directory: out.path).storageBytes["q8"], "a refused conversion touched its input")
         XCTAssertNotNil(try Model(directory: out.path).storageBytes["q8"])
     }
 

@@ -82,7 +82,8 @@ extension Model {
         guard let p = config.params(module: module) else {
             throw bad("stored quantized, but config.json's quantization.\(module) says it is not quantized")
         }
-        guard let w = found[spec.name], let s = found[module + ".scales"] else { return }
+        guard let w = found[spec.name] else { return }  // reported as missing by the caller
+        guard let s = found[module + ".scales"] else { throw bad("\(module).biases is present but \(module).scales is missing") }
         guard let b = found[module + ".biases"] else { throw bad("\(module).scales is present but \(module).biases is missing") }
         let out = spec.shape[0], inDim = spec.shape[1]
         guard inDim % p.group == 0 else {

@@ -59,6 +59,15 @@ public struct ModelQuantizer {
             throw FlamingoError.invalidArgument("group size \(groupSize) is not supported (32, 64 or 128)")
         }
         let model = try Model(directory: input)
+        if let a = realpath(input, nil) {
+            defer { free(a) }
+            if let b = realpath(output, nil) {
+                defer { free(b) }
+                guard strcmp(a, b) != 0 else {
+                    throw FlamingoError.invalidArgument("the output directory is the input directory; write to a new one")
+                }
+            }
+        }
         try prepare(output)
         var modules: [String: QuantizationConfig.Params?] = [:]
         var counts: [StorageType: Int] = [:]
@@ -189,7 +198,7 @@ private struct Planned {
             let p = AffineQuantizer.quantize(values.data, rows: values.rows, cols: values.cols, bits: bits, group: group,
                                              search: search)
             guard p.scales.allSatisfy({ Float16(bitPattern: $0).isFinite }), p.biases.allSatisfy({ Float16(bitPattern: $0).isFinite }) else {
-                throw FlamingoError.invalidArgument("tensor \(spec.name): a group's range does not fit f16 scales; keep it in float with --keep")
+                throw FlamingoError.invalidArgument("tensor \(spec.name): a group holds non-finite values or a range beyond f16 scales; keep it in float with --keep")
             }
             try p.words.withUnsafeBytes { try w.append($0) }
             try p.scales.withUnsafeBytes { try w.append($0) }
