@@ -1,7 +1,9 @@
 /* Kernel micro-benchmark (not a test): three activation rows through the affine
  * matrix-vector kernel as three 1-row passes and as one 3-row pass (beams, small
  * batches), one thread, a 64 MB (q4) / 128 MB (q8) weight that does not fit any cache.
- *   cc -O2 -march=x86-64-v3 -Ikernels/cpu/include tools/bench/gemv_rows.c kernels/cpu/quant.c -lm -o /tmp/gemv_rows
+ * Build with clang, the compiler SwiftPM compiles the library's kernels with (a gcc 12 build of the
+ * same file showed no gain from the shared pass):
+ *   clang -O2 -march=x86-64-v3 -Ikernels/cpu/include tools/bench/gemv_rows.c kernels/cpu/quant.c -lm -o /tmp/gemv_rows
  *   /tmp/gemv_rows 4 32768 4096 8; /tmp/gemv_rows 8 32768 4096 8      (bits rows cols repetitions; best of) */
 #include "flamingo_quant_kernels.h"
 #include <stdio.h>
