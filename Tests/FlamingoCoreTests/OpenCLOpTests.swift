@@ -341,6 +341,47 @@ final class OpenCLOpTests: XCTestCase {
         }
     }
 
+    /// Affine-quantized weights (gemv_affine, gemm_affine) against the CPU
+    /// product of the same weight dequantized to f32: every bits/group, sizes
+    /// off the tiles, 1–4 rows (GEMV) and more (GEMM), bias + alpha + accumulate.
+    func testLinearAffine() throws {
+        let rt = try runtime()
+        var state: UInt32 = 11
+        func code(_ levels: Int) -> Int { state = state &* 1_664_525 &+ 1_013_904_223; return Int(state >> 8) % (levels + 1) }
+        for bits in [4, 8] { for group in [32, 64, 128] {
+            for (m, groups, n) in [(1, 1, 33), (3, 2, 7), (4, 5, 65), (5, 1, 33), (65, 3, 67), (130, 2, 70)] {
+                let k = group * groups, levels = (1 << bits) - 1
+                let codes = (0..<(n * k)).map { _ in code(levels) }
+                var words = [UInt32](repeating: 0, count: n * k * bits / 32)
+                for (i, q) in codes.enumerated() { words[i * bits / 32] |= UInt32(q) << UInt32((i % (32 / bits)) * bits) }
+                let scales = random(n * groups).map { abs($0) * 0.05 + 0.001 }, biases = random(n * groups).map { $0 * 0.1 }
+                let dense = (0..<(n * k)).map { i in scales[i / k * groups + (i % k) / group] * Float(codes[i]) + biases[i / k * groups + (i % k) / group] }
+                let W = try words.withUnsafeBytes {
+                    try rt.weight(packed: $0, scales: scales, biases: biases, bits: bits, group: group, rows: n, cols: k)
+                }
+                for variant in 0..<2 {  // plain; bias + alpha + accumulate
+                    let x = random(m * k), b = random(n), y0 = random(m * n)
+                    var ref = [Float](repeating: 0, count: m * n)
+                    linear(x, m: m, matrix(dense, rows: n, cols: k), bias: variant == 1 ? matrix(b, rows: 1, cols: n) : nil, into: &ref)
+                    let want = (0..<(m * n)).map { variant == 1 ? Double(y0[$0]) + 0.5 * Double(ref[$0]) : Double(ref[$0]) }
+                    for kernel in [OpenCLRuntime.LinearKernel.gemm, .gemv] where kernel == .gemm || m <= OpenCLRuntime.gemvMaxRows {
+                        let out = try guarded(rt, m * n, initial: variant == 1 ? y0 : nil)
+                        try rt.linear(CLView(try rt.buffer(x)), rows: m, W, bias: variant == 1 ? CLView(try rt.buffer(b)) : nil,
+                                      into: out.view(stride: n), alpha: variant == 1 ? 0.5 : 1, accumulate: variant == 1, kernel: kernel)
+                        check(try values(rt, out, "linear affine"), want, max: Self.matmul,
+                              "linear affine q\(bits) g\(group) \(kernel) m=\(m) k=\(k) n=\(n) variant \(variant)")
+                    }
+                }
+            }
+        } }
+        // A weight whose scales are too short for its rows is refused before any launch.
+        var bad = try [UInt32](repeating: 0, count: 8).withUnsafeBytes {
+            try rt.weight(packed: $0, scales: [1, 1], biases: [0, 0], bits: 4, group: 32, rows: 2, cols: 32)
+        }
+        bad.rows = 3
+        XCTAssertThrowsError(try rt.linear(CLView(try rt.buffer(random(32))), rows: 1, bad, into: CLView(try rt.buffer(random(3)))))
+    }
+
     /// The tensor-core GEMM (kernels/opencl/mma.cl; its mma emulated off
     /// NVIDIA with the PTX fragment layout): x rounded to the weight's 16-bit
     /// type, then exact up to f32 accumulation, so the reference rounds x

@@ -80,8 +80,8 @@ final class QuantizedModelTests: XCTestCase {
         }
     }
 
-    /// The device runs the quantized directory (dequantized at upload) like
-    /// the CPU's prompt path (dequantized blocks through sgemm).
+    /// The device runs the quantized directory (packed weights, gemv_affine /
+    /// gemm_affine) like the CPU's prompt path (dequantized blocks through sgemm).
     func testEveryFixtureQuantizedOnTheDevice() throws {
         let rt = try OpenCLOpTests.sharedRuntime()
         for name in Self.fixtures {
@@ -89,10 +89,20 @@ final class QuantizedModelTests: XCTestCase {
             for type in [StorageType.bf16, .q8, .q4] {
                 let dir = TempDir()
                 let model = try quantized(name, type, into: dir)
+                let vocab = fx.model.config.languageModel.vocabSize
                 let cpu = try logits(try Flamingo(model), fx)
                 let device = try logits(try Flamingo(model, backend: .openCL(rt)), fx)
-                let (rel, _) = Self.compare(device.logits, cpu.logits, vocab: fx.model.config.languageModel.vocabSize)
+                let (rel, _) = Self.compare(device.logits, cpu.logits, vocab: vocab)
                 XCTAssertLessThanOrEqual(rel, OpenCLModelTests.tolerance, "\(name) \(type.rawValue): device vs CPU")
+                // One decode step on the device (its packed GEMV) against the CPU's prompt path
+                // (dequantized f32) over the same tokens: the CPU's own decode rounds activations to int8.
+                let ids = try fx.ids("input.input_ids"), next = ids.last ?? 1
+                let step = try device.seq.evaluate([next])
+                let whole = try logits(try Flamingo(model), fx).seq
+                let all = try whole.evaluate([next, next, next, next, next], allLogits: true)   // 5 rows: sgemm; row 0 is the step
+                let last = Buffer(Array(UnsafeBufferPointer(start: all.p, count: vocab)))
+                XCTAssertLessThanOrEqual(Self.compare(step, last, vocab: vocab).relative, OpenCLModelTests.tolerance,
+                                         "\(name) \(type.rawValue): device decode step vs CPU")
             }
         }
     }

@@ -3,7 +3,33 @@
  * its own row stride, so a layer can read a slice of a fused activation
  * (e.g. q of a qkv row) and write straight into a KV cache or add into the
  * residual stream (accumulate) with no extra pass. y must not overlap x.
- * f32 accumulation throughout; weights f32, f16 or bf16 (see common.cl). */
+ * f32 accumulation throughout; weights f32, f16 or bf16 (see common.cl), or
+ * affine-quantized (`_affine` kernels): uint words of `bits`-bit codes
+ * [N, K·bits/32] (element k of a word at bits k·bits), f32 scales and biases
+ * [N, K/group], value = scale·q + bias (docs/model-format.md); whole
+ * matrices only (no offset, row stride K), K a multiple of the group. */
+
+/* Weight (n, k) of an affine-quantized matrix. */
+static inline float load_affine(const __global uchar *w, const __global float *sc, const __global float *bi,
+                                int bits, int group, int K, int n, int k) {
+    const int per = 32 / bits;
+    const uint word = ((const __global uint *)w)[(ulong)n * (K / per) + k / per];
+    const uint q = (word >> ((k % per) * bits)) & ((1u << bits) - 1u);
+    const ulong g = (ulong)n * (K / group) + k / group;
+    return fma(sc[g], (float)q, bi[g]);
+}
+
+/* Weights (n, k..k+3), k a multiple of 4: one word, one group (group ≥ 32). */
+static inline float4 load_affine4(const __global uchar *w, const __global float *sc, const __global float *bi,
+                                  int bits, int group, int K, int n, int k) {
+    const int per = 32 / bits;
+    const uint word = ((const __global uint *)w)[(ulong)n * (K / per) + k / per];
+    const uint sh = (uint)((k % per) * bits), mask = (1u << bits) - 1u;
+    const float4 q = (float4)((float)((word >> sh) & mask), (float)((word >> (sh + bits)) & mask),
+                              (float)((word >> (sh + 2 * bits)) & mask), (float)((word >> (sh + 3 * bits)) & mask));
+    const ulong g = (ulong)n * (K / group) + k / group;
+    return q * sc[g] + bi[g];
+}
 
 /* ---- GEMM: prefill and the vision encoder (M > a few rows) ----
  * A 64×64 output tile per 16×16 work-group, 4×4 outputs per work-item,
@@ -17,6 +43,7 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
                              int M, int N, int K, float alpha, int accumulate, int act,
+                             const __global float *sc, const __global float *bi, int bits, int group,
                              __local float (*xs)[GEMM_TS + 1], __local float (*ws)[GEMM_TS + 1]) {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int t = ty * 16 + tx;
@@ -34,7 +61,8 @@ static inline void gemm_body(const __global float *x, ulong xoff, int ldx,
             const int r = e / GEMM_TK, c = e % GEMM_TK, gk = k0 + c;
             const int gm = m0 + r, gn = n0 + r;
             xs[c][r] = (gm < M && gk < K) ? x[(ulong)gm * ldx + gk] : 0.0f;
-            ws[c][r] = (gn < N && gk < K) ? load_w(w, wt, woff + (ulong)gn * ldw + gk) : 0.0f;
+            ws[c][r] = (gn < N && gk < K) ? (bits ? load_affine(w, sc, bi, bits, group, K, gn, gk)
+                                                  : load_w(w, wt, woff + (ulong)gn * ldw + gk)) : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < GEMM_TK; kk++) {
@@ -68,12 +96,24 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
     __local float xs[GEMM_TK][GEMM_TS + 1];                                                          \
     __local float ws[GEMM_TK][GEMM_TS + 1];                                                          \
     gemm_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, act, xs, ws);                                              \
+              M, N, K, alpha, accumulate, act, 0, 0, 0, 0, xs, ws);                                  \
 }
 
 GEMM_KERNEL(gemm_f32, WT_F32)
 GEMM_KERNEL(gemm_f16, WT_F16)
 GEMM_KERNEL(gemm_bf16, WT_BF16)
+
+/* The arguments of the other kernels, then the quantization's. */
+__kernel __attribute__((reqd_work_group_size(16, 16, 1)))
+void gemm_affine(const __global float *x, ulong xoff, int ldx, const __global uchar *w, ulong woff, int ldw,
+                 const __global float *bias, ulong boff, int has_bias, __global float *y, ulong yoff, int ldy,
+                 int M, int N, int K, float alpha, int accumulate, int act,
+                 const __global float *sc, const __global float *bi, int bits, int group) {
+    __local float xs[GEMM_TK][GEMM_TS + 1];
+    __local float ws[GEMM_TK][GEMM_TS + 1];
+    gemm_body(x, xoff, ldx, w, woff, ldw, WT_F32, bias, boff, has_bias, y, yoff, ldy,
+              M, N, K, alpha, accumulate, act, sc, bi, bits, group, xs, ws);
+}
 
 /* ---- GEMV: decode (1 to GEMV_ROWS rows) ----
  * One work-group of 128 per output n streams row n of W once, four weights
@@ -88,6 +128,7 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
                              const __global float *bias, ulong boff, int has_bias,
                              __global float *y, ulong yoff, int ldy,
                              int M, int N, int K, float alpha, int accumulate, int act,
+                             const __global float *sc, const __global float *bi, int bits, int group,
                              __local float *red) {
     const int lid = get_local_id(0);
     const int n = get_group_id(0);
@@ -100,12 +141,12 @@ static inline void gemv_body(const __global float *x, ulong xoff, int ldx,
     for (int r = 0; r < GEMV_ROWS; r++) acc[r] = 0.0f;
     const int k4 = K & ~3;
     for (int k = lid * 4; k < k4; k += GEMV_WG * 4) {
-        const float4 wv = load_w4(w, wt, wrow + k);
+        const float4 wv = bits ? load_affine4(w, sc, bi, bits, group, K, n, k) : load_w4(w, wt, wrow + k);
         for (int r = 0; r < GEMV_ROWS; r++)
             if (r < M) acc[r] += dot(wv, vload4(0, x + (ulong)r * ldx + k));
     }
     for (int k = k4 + lid; k < K; k += GEMV_WG) {
-        const float wv = load_w(w, wt, wrow + k);
+        const float wv = bits ? load_affine(w, sc, bi, bits, group, K, n, k) : load_w(w, wt, wrow + k);
         for (int r = 0; r < GEMV_ROWS; r++)
             if (r < M) acc[r] = fma(wv, x[(ulong)r * ldx + k], acc[r]);
     }
@@ -130,9 +171,19 @@ void NAME(const __global float *x, ulong xoff, int ldx,                         
           int M, int N, int K, float alpha, int accumulate, int act) {                               \
     __local float red[GEMV_ROWS * GEMV_WG];                                                          \
     gemv_body(x, xoff, ldx, w, woff, ldw, WT, bias, boff, has_bias, y, yoff, ldy,                    \
-              M, N, K, alpha, accumulate, act, red);                                                 \
+              M, N, K, alpha, accumulate, act, 0, 0, 0, 0, red);                                     \
 }
 
 GEMV_KERNEL(gemv_f32, WT_F32)
 GEMV_KERNEL(gemv_f16, WT_F16)
 GEMV_KERNEL(gemv_bf16, WT_BF16)
+
+__kernel __attribute__((reqd_work_group_size(GEMV_WG, 1, 1)))
+void gemv_affine(const __global float *x, ulong xoff, int ldx, const __global uchar *w, ulong woff, int ldw,
+                 const __global float *bias, ulong boff, int has_bias, __global float *y, ulong yoff, int ldy,
+                 int M, int N, int K, float alpha, int accumulate, int act,
+                 const __global float *sc, const __global float *bi, int bits, int group) {
+    __local float red[GEMV_ROWS * GEMV_WG];
+    gemv_body(x, xoff, ldx, w, woff, ldw, WT_F32, bias, boff, has_bias, y, yoff, ldy,
+              M, N, K, alpha, accumulate, act, sc, bi, bits, group, red);
+}

@@ -106,6 +106,21 @@ public final class Weight: @unchecked Sendable {
     private let copies: [UnsafeMutableRawPointer]
     deinit { for c in copies { c.deallocate() } }
 
+    /// The packed bytes and the scale/bias reader of an affine weight (for
+    /// uploading it elsewhere), nil for other formats.
+    func packedParts() -> (words: UnsafeRawBufferPointer, scale: (Int) -> Float, bias: (Int) -> Float)? {
+        guard case .affine(let bits, _) = format, let w = kernel.w, let s = kernel.scales, let b = kernel.biases else { return nil }
+        let type = kernel.sb_type
+        func read(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+            switch type {
+            case Int32(FK_SB_F16): return Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            case Int32(FK_SB_BF16): return Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+            default: return p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+            }
+        }
+        return (UnsafeRawBufferPointer(start: w, count: rows * cols * bits / 8), { read(s, $0) }, { read(b, $0) })
+    }
+
     /// Row r dequantized to f32 (embedding lookups).
     public func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
         if let f32 { out.update(from: f32.row(r), count: cols); return }

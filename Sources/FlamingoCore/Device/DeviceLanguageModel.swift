@@ -18,15 +18,15 @@ final class DeviceLanguageModel {
         let base: String
         switch c.family {
         case .mpt, .mosaicGPT:
-            embedding = try w.matrix("\(p).transformer.wte.weight")
+            embedding = try w.table("\(p).transformer.wte.weight")
             finalNorm = try w.norm("\(p).transformer.\(c.family == .mpt ? "norm_f" : "ln_f")")
             base = "\(p).transformer.blocks"
         case .gptNeoX:
-            embedding = try w.matrix("\(p).gpt_neox.embed_in.weight")
+            embedding = try w.table("\(p).gpt_neox.embed_in.weight")
             finalNorm = try w.norm("\(p).gpt_neox.final_layer_norm")
             base = "\(p).gpt_neox.layers"
         case .llama:
-            embedding = try w.matrix("\(p).model.embed_tokens.weight")
+            embedding = try w.table("\(p).model.embed_tokens.weight")
             finalNorm = (try w.vector("\(p).model.norm.weight"), nil)
             base = "\(p).model.layers"
         }
@@ -38,7 +38,10 @@ final class DeviceLanguageModel {
             }
         }
         if c.tieWordEmbeddings {
-            head = embedding
+            // A quantized tied table is gathered as f32 but read as the head in its packed form.
+            let name = c.family == .gptNeoX ? "\(p).gpt_neox.embed_in.weight"
+                : c.family == .llama ? "\(p).model.embed_tokens.weight" : "\(p).transformer.wte.weight"
+            head = w.isQuantized(name) ? try w.matrix(name) : embedding
         } else {
             head = try w.matrix(c.family == .gptNeoX ? "\(p).embed_out.weight" : "\(p).lm_head.weight")
         }

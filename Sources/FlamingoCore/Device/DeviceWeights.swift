@@ -8,12 +8,9 @@ struct DeviceWeights {
     let model: WeightSource
 
     /// A Linear weight [out, in] (higher ranks flattened after the first
-    /// dimension). Affine-quantized weights have no device kernels yet: they
-    /// are dequantized at upload and run as f32 (docs/quantization.md).
+    /// dimension); affine-quantized ones stay packed (scales and biases as f32).
     func matrix(_ name: String) throws -> CLWeight {
-        if let w = try quantized(name) {
-            return try rt.weight(Array(UnsafeBufferPointer(start: w.data, count: w.rows * w.cols)), rows: w.rows, cols: w.cols)
-        }
+        if isQuantized(name) { return try packed(name, rowOrder: nil) }
         let t = try model.tensor(name)
         let rows = t.shape.count <= 1 ? 1 : t.shape[0]
         return try rt.weight(t, rows: rows, cols: rows == 0 ? 0 : t.count / rows)
@@ -23,14 +20,7 @@ struct DeviceWeights {
     /// is row `order[i]` of the stored one (GPT-NeoX's per-head interleaved
     /// q/k/v become [Q | K | V], so one view per part addresses them).
     func matrix(_ name: String, rowOrder order: [Int]) throws -> CLWeight {
-        if let w = try quantized(name) {
-            guard order.count == w.rows else { throw FlamingoError.internal("row order of \(order.count) for \(name)") }
-            var values = [Float](repeating: 0, count: w.rows * w.cols)
-            for (i, r) in order.enumerated() {
-                for j in 0..<w.cols { values[i * w.cols + j] = w.data[r * w.cols + j] }
-            }
-            return try rt.weight(values, rows: w.rows, cols: w.cols)
-        }
+        if isQuantized(name) { return try packed(name, rowOrder: order) }
         let t = try model.tensor(name)
         guard t.shape.count == 2, order.count == t.shape[0] else {
             throw FlamingoError.internal("row order of \(order.count) for \(name) \(t.shape)")
@@ -50,10 +40,36 @@ struct DeviceWeights {
         return CLWeight(buffer, type: type, rows: t.shape[0], cols: t.shape[1])
     }
 
-    /// The f32 values of an affine-quantized weight, nil for a float one.
-    private func quantized(_ name: String) throws -> Matrix? {
+    /// An embedding table for row gathers: as stored, or f32 when quantized.
+    func table(_ name: String) throws -> CLWeight {
+        guard isQuantized(name) else { return try matrix(name) }
+        let w = try model.weight(name).widened()
+        return try rt.weight(Array(UnsafeBufferPointer(start: w.data, count: w.rows * w.cols)), rows: w.rows, cols: w.cols)
+    }
+
+    func isQuantized(_ name: String) -> Bool {
         name.hasSuffix(".weight") && model.contains(Model.module(ofWeight: name) + ".scales")
-            ? try model.weight(name).widened() : nil
+    }
+
+    /// A packed weight (validated by the CPU `Weight`), its rows optionally
+    /// reordered as `matrix(_:rowOrder:)` does.
+    private func packed(_ name: String, rowOrder order: [Int]?) throws -> CLWeight {
+        let w = try model.weight(name)
+        guard case .affine(let bits, let group) = w.format, let parts = w.packedParts() else {
+            throw FlamingoError.internal("\(name) is not an affine weight")
+        }
+        let rows = w.rows, groups = w.cols / group, rowBytes = w.cols * bits / 8
+        let order = order ?? Array(0..<rows)
+        guard order.count == rows else { throw FlamingoError.internal("row order of \(order.count) for \(name)") }
+        var bytes = [UInt8](repeating: 0, count: rows * rowBytes)
+        var scales = [Float](repeating: 0, count: rows * groups), biases = scales
+        for (i, r) in order.enumerated() {
+            for b in 0..<rowBytes { bytes[i * rowBytes + b] = parts.words[r * rowBytes + b] }
+            for g in 0..<groups { scales[i * groups + g] = parts.scale(r * groups + g); biases[i * groups + g] = parts.bias(r * groups + g) }
+        }
+        return try bytes.withUnsafeBytes {
+            try rt.weight(packed: $0, scales: scales, biases: biases, bits: bits, group: group, rows: rows, cols: w.cols)
+        }
     }
 
     /// A vector (norm weight, bias, gate, embedding row table) as f32.

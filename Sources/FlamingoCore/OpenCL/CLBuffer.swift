@@ -88,6 +88,9 @@ public struct CLWeight {
     public var cols: Int
     public var offset: Int
     public var stride: Int
+    /// Set for an affine-quantized weight: `buffer` then holds the packed
+    /// words [rows, cols·bits/32] (docs/model-format.md) and `type` is unused.
+    public var affine: CLAffine?
 
     public init(_ buffer: CLBuffer, type: CLWeightType = .f32, rows: Int, cols: Int, offset: Int = 0, stride: Int? = nil) {
         self.buffer = buffer
@@ -99,8 +102,25 @@ public struct CLWeight {
     }
 
     func check(_ op: String) throws {
+        if let a = affine {
+            let groups = a.group > 0 && cols % a.group == 0 ? rows * (cols / a.group) : -1
+            guard [4, 8].contains(a.bits), groups >= 0, offset == 0, stride == cols, rows >= 0,
+                  buffer.byteCount >= rows * cols * a.bits / 8, a.scales.byteCount >= groups * 4,
+                  a.biases.byteCount >= groups * 4 else {
+                throw FlamingoError.invalidArgument("OpenCL \(op): an inconsistent \(a.bits)-bit weight \(rows)×\(cols) (group \(a.group))")
+            }
+            return
+        }
         try CLView(buffer, offset: offset, stride: stride).check(rows: rows, cols: cols, elementSize: type.byteSize, "weight", op)
     }
+}
+
+/// The scales and biases (f32 [rows, cols/group]) of an affine-quantized weight.
+public struct CLAffine {
+    public var scales: CLBuffer
+    public var biases: CLBuffer
+    public var bits: Int
+    public var group: Int
 }
 
 // MARK: allocation and transfers
@@ -246,6 +266,21 @@ extension OpenCLRuntime {
             throw FlamingoError.invalidArgument("OpenCL: \(bits.count) 16-bit values for a \(rows)×\(cols) \(type.suffix) weight")
         }
         return CLWeight(try buffer(bits), type: type, rows: rows, cols: cols)
+    }
+
+    /// An affine-quantized weight uploaded as stored: the packed words as
+    /// they are, scales and biases as f32.
+    public func weight(packed: UnsafeRawBufferPointer, scales: [Float], biases: [Float], bits: Int, group: Int,
+                       rows: Int, cols: Int) throws -> CLWeight {
+        guard packed.count == rows * cols * bits / 8, group > 0, cols % group == 0,
+              scales.count == rows * (cols / group), biases.count == scales.count else {
+            throw FlamingoError.invalidArgument("OpenCL: a \(bits)-bit weight \(rows)×\(cols) (group \(group)) with \(packed.count) bytes and \(scales.count) scales")
+        }
+        let b = try buffer(bytes: packed.count, zeroed: false)
+        try upload(packed, to: b)
+        var w = CLWeight(b, rows: rows, cols: cols)
+        w.affine = CLAffine(scales: try buffer(scales), biases: try buffer(biases), bits: bits, group: group)
+        return w
     }
 
     /// A stored tensor uploaded in its own type (f32, f16 or bf16), viewed

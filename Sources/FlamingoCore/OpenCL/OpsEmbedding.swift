@@ -10,6 +10,7 @@ extension OpenCLRuntime {
         try table.check(op)
         try ids.check(rows: 1, cols: count, elementSize: 4, "ids", op)
         try y.check(rows: count, cols: table.cols, "y", op)
+        guard table.affine == nil else { throw FlamingoError.unsupported("OpenCL embedding: quantized tables are gathered as f32 (DeviceWeights.table)") }
         try launch("embedding_" + table.type.suffix, family: "embedding",
                    global: [clRoundUp(table.cols, 64), count], local: [64, 1]) { a in
             try a.buffer(ids.buffer); try a.offset(ids.offset)

@@ -44,7 +44,7 @@ extension OpenCLRuntime {
             if rows <= Self.gemvMaxRows {
                 chosen = .gemv
             } else {
-                chosen = try w.type != .f32 && tensorCoresVerified() ? .tensorCores : .gemm
+                chosen = try w.type != .f32 && w.affine == nil && tensorCoresVerified() ? .tensorCores : .gemm
             }
         case .gemm: chosen = .gemm
         case .gemv:
@@ -53,17 +53,20 @@ extension OpenCLRuntime {
             }
             chosen = .gemv
         case .tensorCores:
-            guard w.type != .f32 else { throw FlamingoError.invalidArgument("OpenCL linear: tensor cores take 16-bit weights") }
+            guard w.type != .f32, w.affine == nil else {
+                throw FlamingoError.invalidArgument("OpenCL linear: tensor cores take 16-bit weights")
+            }
             chosen = .tensorCores
         }
         let (name, family, global, local): (String, String, [Int], [Int])
+        let suffix = w.affine == nil ? w.type.suffix : "affine"
         switch chosen {
-        case .gemv: (name, family, global, local) = ("gemv_" + w.type.suffix, "matmul", [w.rows * 128], [128])
+        case .gemv: (name, family, global, local) = ("gemv_" + suffix, "matmul", [w.rows * 128], [128])
         case .tensorCores:
             (name, family, global, local) = ("gemm_mma_" + w.type.suffix, "mma",
                                              [clRoundUp(w.rows, 64) * 2, clRoundUp(rows, 64) / 64], [128, 1])
         default:
-            (name, family, global, local) = ("gemm_" + w.type.suffix, "matmul",
+            (name, family, global, local) = ("gemm_" + suffix, "matmul",
                                              [clRoundUp(w.rows, 64) / 4, clRoundUp(rows, 64) / 4], [16, 16])
         }
         try launch(name, family: family, global: global, local: local) { a in
@@ -73,6 +76,9 @@ extension OpenCLRuntime {
             try a.buffer(y.buffer); try a.offset(y.offset); try a.int(max(y.stride, w.rows))
             try a.int(rows); try a.int(w.rows); try a.int(w.cols)
             try a.float(alpha); try a.flag(accumulate); try a.int(Int(activation.rawValue))
+            if let q = w.affine {
+                try a.buffer(q.scales); try a.buffer(q.biases); try a.int(q.bits); try a.int(q.group)
+            }
         }
     }
 }
