@@ -446,6 +446,27 @@ def test_missing_lm_tensor(tmp_path, capsys):
     assert victim in err and "missing" in err
 
 
+def test_transformers5_neox_checkpoint_without_head(tmp_path):
+    """transformers >= 5 names the GPT-NeoX head lm_head, so open_flamingo's checkpoint lacks
+    lang_encoder.embed_out.weight and the LM directory stores lm_head.weight: the head comes
+    from --lm. Here the LM's head holds the release's trained rows, so logits still match."""
+    ck = read_checkpoint("of4b_rpj3b")
+    head = ck.pop("lang_encoder.embed_out.weight").numpy()
+    p = write_checkpoint({k: arr(v) for k, v in ck.items()}, tmp_path / "ck.safetensors")
+    lm = tmp_path / "lm"
+    shutil.copytree(conv_dir() / "of4b_rpj3b" / "lm", lm)
+    t, _ = safetensors_io.read(lm / "model.safetensors")
+    base = t.pop("embed_out.weight").numpy().copy()
+    base[: head.shape[0]] = head
+    t["lm_head.weight"] = Tensor.from_array(base)
+    safetensors_io.write(lm / "model.safetensors", [(k, arr(v) if k != "lm_head.weight" else v) for k, v in sorted(t.items())])
+    out = convert("of4b_rpj3b", tmp_path / "m", checkpoint=p, lm=lm)
+    notes = json.loads((out / "conversion.json").read_text())["notes"]
+    assert any("no lang_encoder.embed_out.weight" in n and "transformers >= 5" in n for n in notes), notes
+    ref = read(conv_dir() / "of4b_rpj3b" / "reference.safetensors")
+    assert rel_err(model_logits(out, ref), ref["logits"].data) <= TOL
+
+
 def test_pad_token_changes_vocabulary(tmp_path, capsys):
     """A tokenizer with a pad token gives V one smaller than the checkpoint's embedding rows."""
     lm = tmp_path / "lm"

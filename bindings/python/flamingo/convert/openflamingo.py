@@ -233,18 +233,24 @@ def _checkpoint_tensors(opts: Options, lm: lm_mod.LanguageModel, V: int, resampl
                 problems.append(f"{head_name} has shape {list(head.shape)}, expected {[V, D]}")
             else:
                 out[head_name] = head
-        elif fam == "llama":
-            hf = lm.tensors["lm_head.weight"]
+        elif fam in ("llama", "gpt_neox"):
+            # Not in the checkpoint: open_flamingo saves only parameters whose name contains
+            # "embed"; LLaMA's head is lm_head, and so is GPT-NeoX's once transformers >= 5
+            # saved it. The base-vocabulary rows are the frozen LM's; the added tokens' are unknown.
+            hf = lm.tensors[lm_mod.HEAD[fam]]
             out[head_name] = _grow_rows(hf, V, opts.new_rows)
+            if fam == "gpt_neox":
+                notes.append(f"warning: the checkpoint has no {head_name} (saved by transformers >= 5, which names "
+                             f"the GPT-NeoX head lm_head, so open_flamingo did not save it); its rows come from --lm")
             if V > hf.shape[0]:
                 unknowable.append(
-                    f"lang_encoder.lm_head.weight rows {hf.shape[0]}..{V - 1} (the output rows of the tokens OpenFlamingo "
+                    f"{head_name} rows {hf.shape[0]}..{V - 1} (the output rows of the tokens OpenFlamingo "
                     f"added) are not in the release (only parameters whose name contains 'embed' were saved); written as "
                     f"{'zeros (logit 0)' if opts.new_rows == 'zeros' else 'the mean of the other rows'}; the reference "
                     f"initialised them randomly at load time"
                 )
             elif V < hf.shape[0]:
-                notes.append(f"lm: lm_head.weight truncated from {hf.shape[0]} to {V} rows")
+                notes.append(f"lm: {lm_mod.HEAD[fam]} truncated from {hf.shape[0]} to {V} rows")
         else:
             problems.append(f"missing {head_name}")
     if other:
