@@ -65,7 +65,7 @@ struct Caption: ParsableCommand {
             var out: [(String, String)] = []
             for image in images {
                 let (text, _) = try complete(f, prompt: prompt, media: shots.map { .file($0[0]) } + [.file(image)],
-                                             config: decoding.config(f, defaultMax: 20))
+                                             config: try decoding.config(f, defaultMax: 20, evaluation: true))
                 let caption = FewShot.postprocessCaption(text)
                 out.append((image, caption))
                 if !options.json { print(images.count > 1 ? "\(image): \(caption)" : caption) }
@@ -92,7 +92,7 @@ struct VQA: ParsableCommand {
             let shots = try shot.map { try split($0, parts: 3, "shot") }
             let prompt = FewShot.vqaPrompt(shots: shots.map { ($0[1], $0[2]) }, question: question)
             let (text, _) = try complete(f, prompt: prompt, media: shots.map { .file($0[0]) } + [.file(image)],
-                                         config: decoding.config(f, defaultMax: 5))
+                                         config: try decoding.config(f, defaultMax: 5, evaluation: true))
             let answer = FewShot.postprocessVQA(text)
             print(options.json ? JSONOut.object([("question", JSONOut.string(question)), ("answer", JSONOut.string(answer))]) : answer)
         }
@@ -110,7 +110,7 @@ struct Generate: ParsableCommand {
         try reportingErrors {
             let f = try options.load()
             let (text, tokens) = try complete(f, prompt: prompt, media: image.map { .file($0) },
-                                              config: decoding.config(f, defaultMax: 20))
+                                              config: try decoding.config(f, defaultMax: 20, evaluation: false))
             print(options.json ? JSONOut.object([("text", JSONOut.string(text)),
                                                  ("tokens", "[" + tokens.map(String.init).joined(separator: ", ") + "]")]) : text)
         }

@@ -53,11 +53,16 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Decoding flags (defaults: OpenFlamingo's evaluation settings).
+/// Decoding flags. `caption`, `vqa` and `eval` default to OpenFlamingo's evaluation
+/// settings (3 beams, length penalty 0); `generate` to what a generate call does
+/// elsewhere (greedy; length penalty 1 when beams are asked for), because with the
+/// evaluation settings an instruct-tuned model's end-of-sequence wins at the first step.
 struct DecodingOptions: ParsableArguments {
     @Option(help: "Maximum new tokens.") var maxNewTokens: Int?
-    @Option(help: "Beam count (OpenFlamingo evaluates with 3).") var beams: Int = 3
-    @Option(help: "Length penalty for beam search.") var lengthPenalty: Float = 0
+    @Option(help: "Beam count (default: 3 for caption and vqa, as OpenFlamingo evaluates; 1 (greedy) for generate).")
+    var beams: Int?
+    @Option(help: "Length penalty for beam search (default: 0 for caption and vqa, 1 for generate).")
+    var lengthPenalty: Float?
     @Flag(help: "Sample instead of beam search / greedy.") var sample = false
     @Option(help: "Sampling temperature.") var temperature: Float = 1
     @Option(help: "Top-k filtering (0: off).") var topK: Int = 0
@@ -66,11 +71,13 @@ struct DecodingOptions: ParsableArguments {
     @Option(help: "Ban repeating n-grams of this size (0: off).") var noRepeatNgram: Int = 0
     @Option(help: "Repetition penalty (1: off).") var repetitionPenalty: Float = 1
 
-    func config(_ f: Flamingo, defaultMax: Int) -> GenerationConfig {
+    /// `evaluation`: OpenFlamingo's defaults (caption, vqa) rather than a generate call's.
+    func config(_ f: Flamingo, defaultMax: Int, evaluation: Bool) throws -> GenerationConfig {
+        if let beams, beams < 1 { throw FlamingoError.invalidArgument("--beams must be >= 1") }
         var c = GenerationConfig()
         c.maxNewTokens = maxNewTokens ?? defaultMax
-        c.numBeams = sample ? 1 : beams
-        c.lengthPenalty = lengthPenalty
+        c.numBeams = sample ? 1 : beams ?? (evaluation ? 3 : 1)
+        c.lengthPenalty = lengthPenalty ?? (evaluation ? 0 : 1)
         c.doSample = sample
         c.temperature = temperature
         c.topK = topK

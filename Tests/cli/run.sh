@@ -27,6 +27,8 @@ for m in mpt_tiny gpt_neox_tiny llama_tiny; do
   check "caption few-shot $m" "$cli" caption -m "$fx/$m" --max-new-tokens 4 --shot "$fx/images/exif2_40x24.jpg=A red square." "$img"
   check "vqa $m" "$cli" vqa -m "$fx/$m" --max-new-tokens 3 --question "What color?" "$img"
   check "generate $m" bash -c "\"$cli\" generate -m $fx/$m --prompt '<image>A' --image $img --beams 1 --max-new-tokens 4 --json | python3 -c 'import json,sys; assert len(json.load(sys.stdin)[\"tokens\"]) <= 4'"
+  check "generate defaults to greedy $m" bash -c "diff <(\"$cli\" generate -m $fx/$m --prompt '<image>A' --image $img --json) <(\"$cli\" generate -m $fx/$m --prompt '<image>A' --image $img --beams 1 --json)"
+  check "caption defaults to 3 beams, length penalty 0 $m" bash -c "diff <(\"$cli\" caption -m $fx/$m $img) <(\"$cli\" caption -m $fx/$m --beams 3 --length-penalty 0 $img)"
   check "sample $m" "$cli" generate -m "$fx/$m" --prompt "<image>A" --image "$img" --sample --seed 3 --top-k 5 --max-new-tokens 4
   check "score $m" "$cli" score -m "$fx/$m" --prompt "<image>Output:" --image "$img" --candidate "a red square" --candidate "two cats"
 done

@@ -761,15 +761,18 @@ class Model:
         images: Any = (),
         max_new_tokens: int = 20,
         *,
-        num_beams: Optional[int] = 3,
-        length_penalty: Optional[float] = 0.0,
+        num_beams: Optional[int] = None,
+        length_penalty: Optional[float] = None,
         stream: Optional[TokenCallback] = None,
         **options: Any,
     ) -> List[int]:
         """Evaluates `prompt` (one <image> marker per image) with `images` in
-        a new session and returns the generated token ids. Defaults: beam
-        search with 3 beams, length_penalty 0, at most 20 new tokens,
-        stopping at <|endofchunk|> and EOS (included). `options` are those of
+        a new session and returns the generated token ids. Defaults: greedy
+        (num_beams 1; length_penalty 1 when beams are asked for), at most 20
+        new tokens, stopping at <|endofchunk|> and EOS (included).
+        :meth:`caption` and :meth:`vqa` use OpenFlamingo's evaluation
+        settings instead (3 beams, length_penalty 0), under which an
+        instruct-tuned model's EOS can win at the first step. `options` are those of
         :meth:`Session.generate` (min_new_tokens, do_sample, temperature,
         top_k, top_p, early_stopping, no_repeat_ngram_size,
         repetition_penalty, stop_at_endofchunk, stop_at_eos, seed);
@@ -784,8 +787,8 @@ class Model:
         images: Any = (),
         max_new_tokens: int = 20,
         *,
-        num_beams: Optional[int] = 3,
-        length_penalty: Optional[float] = 0.0,
+        num_beams: Optional[int] = None,
+        length_penalty: Optional[float] = None,
         stream: Optional[Callable[[str], Any]] = None,
         skip_special: bool = True,
         **options: Any,
@@ -823,11 +826,11 @@ class Model:
         **options: Any,
     ) -> Iterator[str]:
         """Iterates over the generated text as it is produced (greedy by
-        default, since beam search only knows its tokens at the end). Takes
+        default as :meth:`generate`; beam search only knows its tokens at the
+        end). Takes
         the options of :meth:`generate`. Generation runs on a worker thread;
         leaving the loop early (break, close) stops it after the current
         token."""
-        options.setdefault("num_beams", 1)
         pieces: "queue.Queue[Any]" = queue.Queue()
         stop = threading.Event()
         done = object()

@@ -16,6 +16,7 @@ from reference import Reference, rel_err
 np = pytest.importorskip("numpy")
 
 IMAGES = Path(ROOT) / "Tests" / "Fixtures" / "images"
+EVAL = {"num_beams": 3, "length_penalty": 0.0}  # OpenFlamingo's evaluation settings
 
 
 def image(name):
@@ -149,20 +150,25 @@ def test_pil_image_input(fx):
 # ---- generation ---------------------------------------------------------------------
 
 
-def test_generate_tokens_defaults_are_beam3_lp0(fx):
+def test_generate_tokens_defaults_are_greedy(fx):
+    """generate/generate_tokens decode greedily unless asked (an instruct-tuned model's
+    EOS can win OpenFlamingo's 3-beam, length-penalty-0 search at the first step);
+    caption and vqa keep the evaluation settings (test_caption_and_vqa)."""
     model, _ = fx
     imgs = [image("exif1_40x24.jpg")]
     prompt = "<image>Output:"
     with model.session() as s:
         s.set_prompt(prompt, imgs, logits=False)
-        want, _ = s.generate(20, num_beams=3, length_penalty=0.0)
+        want, _ = s.generate(20)
     assert model.generate_tokens(prompt, imgs) == want
     seen = []
     assert model.generate_tokens(prompt, imgs, stream=seen.append) == want == seen
     with model.session() as s:
         s.set_prompt(prompt, imgs, logits=False)
-        greedy, _ = s.generate(6)
-    assert model.generate_tokens(prompt, imgs, 6, num_beams=1) == greedy
+        beams, _ = s.generate(6, num_beams=3, length_penalty=0.0)
+    assert model.generate_tokens(prompt, imgs, 6, **EVAL) == beams
+    greedy = want[:6]
+    assert model.generate_tokens(prompt, imgs, 6) == greedy
     # A true value from stream stops (greedy: as soon as the token is chosen).
     assert model.generate_tokens(prompt, imgs, 6, num_beams=1, stream=lambda t: True) == greedy[:1]
 
@@ -231,18 +237,18 @@ def test_postprocessing():
 def test_caption_and_vqa(fx):
     model, _ = fx
     q, s1 = image("exif1_40x24.jpg"), image("rgb_48x48.png")
-    raw = model.generate("<image>Output:", [q], 20, num_beams=3, length_penalty=0.0)
+    raw = model.generate("<image>Output:", [q], 20, **EVAL)
     assert model.caption(q) == flamingo.postprocess_caption(raw)
     shots = [(s1, "A square.")]
-    raw = model.generate(flamingo.caption_prompt(["A square."]), [s1, q])
+    raw = model.generate(flamingo.caption_prompt(["A square."]), [s1, q], **EVAL)
     assert model.caption(q, shots=shots) == flamingo.postprocess_caption(raw)
-    raw = model.generate(flamingo.vqa_prompt("What is it?"), [q], 5)
+    raw = model.generate(flamingo.vqa_prompt("What is it?"), [q], 5, **EVAL)
     assert model.vqa(q, "What is it?") == flamingo.postprocess_vqa(raw)
-    raw = model.generate(flamingo.vqa_prompt("What is it?", [("Shape?", "square")]), [s1, q], 5)
+    raw = model.generate(flamingo.vqa_prompt("What is it?", [("Shape?", "square")]), [s1, q], 5, **EVAL)
     assert model.vqa(q, "What is it?", shots=[(s1, "Shape?", "square")]) == flamingo.postprocess_vqa(raw)
     pieces = []
     model.caption(q, stream=pieces.append)
-    assert "".join(pieces) == model.generate("<image>Output:", [q])
+    assert "".join(pieces) == model.generate("<image>Output:", [q], **EVAL)
 
 
 # ---- python -m flamingo caption ----------------------------------------------------------
