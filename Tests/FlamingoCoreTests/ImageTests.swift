@@ -23,7 +23,7 @@ final class ImageTests: XCTestCase {
                 let dtype = v["dtype"]?.string ?? ""
                 let shape = (v["shape"]?.array ?? []).map { Int($0.double ?? -1) }
                 let off = (v["data_offsets"]?.array ?? []).map { Int($0.double ?? -1) }
-                tensors[name] = Tensor(dtype: dtype, shape: shape, bytes: Array(all[(8 + n + off[0])..<(8 + n + off[1])]))
+                tensors[name.string] = Tensor(dtype: dtype, shape: shape, bytes: Array(all[(8 + n + off[0])..<(8 + n + off[1])]))
             }
         }
 

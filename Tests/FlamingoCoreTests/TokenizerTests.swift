@@ -263,7 +263,7 @@ final class TokenizerTests: XCTestCase {
         guard case .object(var o) = try readWholeFile(fixturesDir + base).withUnsafeBytes({ try JSON.parse($0) }) else {
             throw FlamingoError.internal("not an object")
         }
-        o[key] = try JSON.parse(value)
+        o[JSONKey(key)] = try JSON.parse(value)
         return .object(o)
     }
 
@@ -319,6 +319,32 @@ final class TokenizerTests: XCTestCase {
         for (text, message) in cases {
             assertThrows(FlamingoError.invalidFormat, containing: message) { _ = try Tokenizer(json: try JSON.parse(text)) }
         }
+    }
+
+    /// "é" (U+00E9) and "é" (U+0065 U+0301) are different JSON keys and different
+    /// tokens, though Swift's String equality calls them equal (canonical
+    /// equivalence). Ids and decodings from HF tokenizers 0.23.3
+    /// (tools/reference/make_canonical_tokenizer.py).
+    func testCanonicallyEquivalentTokensStayDistinct() throws {
+        let tok = try Tokenizer(path: Self.dir + "/canonical_keys.json")
+        let golden = try readWholeFile(Self.dir + "/canonical_keys.golden.json").withUnsafeBytes { try JSON.parse($0) }
+        let cases = try XCTUnwrap(golden["cases"]?.array)
+        XCTAssertEqual(cases.count, 9)
+        for c in cases {
+            let text = try XCTUnwrap(c["text"]?.string)
+            let ids = try XCTUnwrap(c["ids"]?.array).compactMap(\.int)
+            XCTAssertEqual(try tok.encode(text, addSpecialTokens: false), ids, Self.show(Array(text.utf8)))
+            let decoded = try tok.decode(ids)
+            XCTAssertEqual(Array(decoded.utf8), Array(try XCTUnwrap(c["decoded"]?.string).utf8), Self.show(Array(text.utf8)))
+        }
+        XCTAssertEqual(tok.token(of: 7).map { Array($0.unicodeScalars) }, ["\u{E9}"])
+        XCTAssertEqual(tok.token(of: 8).map { Array($0.unicodeScalars) }, ["e", "\u{301}"])
+        // The JSON reader keeps both keys; a byte-identical repeat is still a duplicate.
+        let both = try JSON.parse("{\"\u{E9}\": 1, \"e\u{301}\": 2}")
+        XCTAssertEqual(both.object?.count, 2)
+        XCTAssertEqual(both["\u{E9}"], .number(1))
+        XCTAssertEqual(both["e\u{301}"], .number(2))
+        assertThrows(FlamingoError.invalidFormat, containing: "duplicate key") { _ = try JSON.parse("{\"\u{E9}\": 1, \"\u{E9}\": 2}") }
     }
 
     func testMinimalTokenizers() throws {

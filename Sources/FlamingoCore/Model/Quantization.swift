@@ -27,7 +27,8 @@ public struct QuantizationConfig: Equatable, Sendable {
         defaults = try Self.params(&r)
         _ = try r.string("mode", default: "affine", oneOf: ["affine"])
         var modules: [String: Params?] = [:]
-        for (key, value) in o where !["bits", "group_size", "mode"].contains(key) {
+        for (jsonKey, value) in o where !["bits", "group_size", "mode"].contains(jsonKey) {
+            let key = jsonKey.string
             _ = r.raw(key)
             if value == .bool(false) { modules[key] = .some(nil); continue }
             var m = try ConfigReader(value, path: "quantization.\(key)")
@@ -57,10 +58,10 @@ public struct QuantizationConfig: Equatable, Sendable {
     }
 
     var json: JSON {
-        var o: [String: JSON] = ["bits": .number(Double(defaults.bits)), "group_size": .number(Double(defaults.group)),
+        var o: [JSONKey: JSON] = ["bits": .number(Double(defaults.bits)), "group_size": .number(Double(defaults.group)),
                                  "mode": .string("affine")]
         for (k, v) in modules {
-            o[k] = v.map { .object(["bits": .number(Double($0.bits)), "group_size": .number(Double($0.group))]) } ?? .bool(false)
+            o[JSONKey(k)] = v.map { .object(["bits": .number(Double($0.bits)), "group_size": .number(Double($0.group))]) } ?? .bool(false)
         }
         return .object(o)
     }

@@ -3,7 +3,7 @@
 /// misspelt option is an error instead of a silent default.
 struct ConfigReader {
     let path: String
-    private let object: [String: JSON]
+    private let object: [JSONKey: JSON]
     private var used: Set<String> = []
 
     init(_ value: JSON?, path: String) throws {
@@ -16,11 +16,11 @@ struct ConfigReader {
         .invalidFormat("config.json: \(path).\(key) \(m)")
     }
 
-    func has(_ key: String) -> Bool { object[key] != nil && object[key] != .null }
+    func has(_ key: String) -> Bool { object[JSONKey(key)] != nil && object[JSONKey(key)] != .null }
 
     mutating func raw(_ key: String) -> JSON? {
         used.insert(key)
-        return object[key]
+        return object[JSONKey(key)]
     }
 
     mutating func int(_ key: String, default d: Int? = nil, min: Int = 1, max: Int = 1 << 30) throws -> Int {
@@ -82,7 +82,7 @@ struct ConfigReader {
     }
 
     func finish() throws {
-        let extra = Set(object.keys).subtracting(used).sorted()
+        let extra = Set(object.keys.map(\.string)).subtracting(used).sorted()
         if !extra.isEmpty {
             let where_ = path.isEmpty ? "top level" : path
             throw FlamingoError.invalidFormat("config.json: unknown key(s) at \(where_): \(extra.joined(separator: ", "))")

@@ -8,7 +8,7 @@ public enum JSON: Equatable {
     case number(Double)
     case string(String)
     case array([JSON])
-    case object([String: JSON])
+    case object([JSONKey: JSON])
 
     /// Parses a complete document; trailing non-whitespace is an error.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSON {
@@ -26,7 +26,7 @@ public enum JSON: Equatable {
     }
 
     public subscript(key: String) -> JSON? {
-        if case .object(let o) = self { return o[key] }
+        if case .object(let o) = self { return o[JSONKey(key)] }
         return nil
     }
 
@@ -34,13 +34,33 @@ public enum JSON: Equatable {
     public var double: Double? { if case .number(let d) = self { return d }; return nil }
     public var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var array: [JSON]? { if case .array(let a) = self { return a }; return nil }
-    public var object: [String: JSON]? { if case .object(let o) = self { return o }; return nil }
+    public var object: [JSONKey: JSON]? { if case .object(let o) = self { return o }; return nil }
     public var isNull: Bool { self == .null }
 
     /// The value as an exact integer (no fraction, within ±2^53).
     public var int: Int? {
         guard case .number(let d) = self, d.rounded() == d, abs(d) <= 9_007_199_254_740_992 else { return nil }
         return Int(d)
+    }
+}
+
+/// An object key compared by its exact Unicode scalars, as JSON (RFC 8259 §8.3) and
+/// Hugging Face's tokenizers compare them. Swift's `String` equality is canonical
+/// equivalence, under which "é" (U+00E9) and "e" + U+0301 are one key: a vocabulary
+/// holding both as different tokens would be rejected as a duplicate.
+public struct JSONKey: Hashable, Comparable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let string: String
+
+    public init(_ string: String) { self.string = string }
+    public init(stringLiteral value: String) { self.string = value }
+    public var description: String { string }
+
+    public static func == (a: JSONKey, b: JSONKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    /// UTF-8 byte order, which is code point order (Python's sort_keys).
+    public static func < (a: JSONKey, b: JSONKey) -> Bool { a.string.utf8.lexicographicallyPrecedes(b.string.utf8) }
+    public func hash(into h: inout Hasher) {
+        for b in string.utf8 { h.combine(b) }
+        h.combine(0xFF as UInt8)  // never a UTF-8 byte: ends the key
     }
 }
 
@@ -89,7 +109,7 @@ private struct Parser {
 
     mutating func object(depth: Int) throws -> JSON {
         pos += 1
-        var out: [String: JSON] = [:]
+        var out: [JSONKey: JSON] = [:]
         skipWhitespace()
         if !atEnd && peek() == UInt8(ascii: "}") { pos += 1; return .object(out) }
         while true {
@@ -101,7 +121,7 @@ private struct Parser {
             pos += 1
             skipWhitespace()
             let v = try value(depth: depth + 1)
-            if out.updateValue(v, forKey: key) != nil { throw error("duplicate key \"\(key)\"") }
+            if out.updateValue(v, forKey: JSONKey(key)) != nil { throw error("duplicate key \"\(key)\"") }
             skipWhitespace()
             guard !atEnd else { throw error("unterminated object") }
             let c = peek()
@@ -244,7 +264,7 @@ extension OrderedJSON {
         case .number(let d): self = d.rounded() == d && abs(d) < 9e15 ? .int(Int(d)) : .number(d)
         case .string(let s): self = .string(s)
         case .array(let a): self = .array(a.map { OrderedJSON(sortedKeys: $0) })
-        case .object(let o): self = .object(o.keys.sorted().map { ($0, OrderedJSON(sortedKeys: o[$0] ?? .null)) })
+        case .object(let o): self = .object(o.keys.sorted().map { ($0.string, OrderedJSON(sortedKeys: o[$0] ?? .null)) })
         }
     }
 }

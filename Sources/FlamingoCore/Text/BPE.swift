@@ -75,14 +75,14 @@ final class BPEModel {
             guard let id = value.int, id >= 0, id < Int(Int32.max) else {
                 throw FlamingoError.invalidFormat("tokenizer.json: model.vocab[\"\(token)\"] must be a non-negative integer id")
             }
-            vocab.insert(Array(token.utf8), Int32(id))
+            vocab.insert(Array(token.string.utf8), Int32(id))
             maxId = max(maxId, id)
         }
         guard maxId < 1 << 22 else {
             throw FlamingoError.invalidFormat("tokenizer.json: model.vocab id \(maxId) is implausibly large")
         }
         var tokens = [[UInt8]?](repeating: nil, count: maxId + 1)
-        for (token, value) in vocabObject { if let id = value.int { tokens[id] = Array(token.utf8) } }
+        for (token, value) in vocabObject { if let id = value.int { tokens[id] = Array(token.string.utf8) } }
         self.vocab = vocab
         self.tokens = tokens
         self.entryCount = vocabObject.count

@@ -41,7 +41,7 @@ struct PostProcessor {
     /// The "single" template: special tokens around exactly one "$A".
     private static func template(_ j: TokenizerJSON) throws -> PostProcessor {
         // special_tokens: {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
-        var specials: [String: [Int]] = [:]
+        var specials: [JSONKey: [Int]] = [:]
         if let s = j.field("special_tokens") {
             guard let o = s.value.object else {
                 throw FlamingoError.invalidFormat("tokenizer.json: \(s.path) must be an object")
@@ -64,7 +64,7 @@ struct PostProcessor {
                 }
                 seenSequence = true
             } else {
-                guard let ids = specials[name] else {
+                guard let ids = specials[JSONKey(name)] else {
                     throw FlamingoError.invalidFormat("tokenizer.json: \(piece.path): special token \"\(name)\" is not in special_tokens")
                 }
                 if seenSequence { out.suffix += ids } else { out.prefix += ids }

@@ -96,15 +96,19 @@ public final class SafetensorsFile: @unchecked Sendable {
         var tensors: [String: TensorView] = [:]
         var meta: [String: String] = [:]
         var ranges: [(begin: Int, end: Int, name: String)] = []
-        for (key, value) in entries {
+        for (jsonKey, value) in entries {
+            let key = jsonKey.string
             if key == "__metadata__" {
                 guard let m = value.object else { throw bad("__metadata__ is not an object") }
                 for (k, v) in m {
                     guard let s = v.string else { throw bad("__metadata__[\(k)] is not a string") }
-                    meta[k] = s
+                    meta[k.string] = s
                 }
                 continue
             }
+            // Names are looked up as Swift strings (canonical equivalence): two that
+            // differ only in Unicode normalisation would be one tensor.
+            guard tensors[key] == nil else { throw bad("tensor names \"\(key)\" differ only in Unicode normalisation") }
             guard let dtypeName = value["dtype"]?.string else { throw bad("tensor \(key): missing dtype") }
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw FlamingoError.unsupported("\(name): tensor \(key) has dtype \(dtypeName); supported: F32, F16, BF16, I32, I64, U32")
