@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "flamingo", type: .dynamic, targets: ["FlamingoCAPI"]),
         // Installed as `flamingo` by CMake (a product cannot share the library's name).
         .executable(name: "flamingo-cli", targets: ["FlamingoCLI"]),
+        // The engine as Swift modules, for tools/fuzz (a package of its own, built with sanitizers).
+        .library(name: "FlamingoInternals", targets: ["FlamingoCore", "FlamingoCAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
