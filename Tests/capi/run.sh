@@ -7,7 +7,9 @@
 # Compiles include/flamingo.h as strict C99 and C++11, then builds and runs
 # test_dlopen, test_session and test_text once without a model and once per
 # MODEL_DIR (test_video instead of test_session/test_text for a video model
-# such as Tests/Fixtures/flamingo_paper_tiny) (fixture model directories such as Tests/Fixtures/mpt_tiny). For
+# such as Tests/Fixtures/flamingo_paper_tiny) (fixture model directories such as Tests/Fixtures/mpt_tiny),
+# and test_threads once over all the image models (eight threads per model and
+# backend, concurrent loads, log callback swaps). For
 # test_session and test_text, extract_reference.py (python3, standard
 # library) first turns MODEL_DIR/reference.safetensors (and reference.json,
 # and the image goldens of Tests/Fixtures/images) into raw files in a
@@ -34,6 +36,7 @@ out="$(mktemp -d "${TMPDIR:-/tmp}/flamingo-capi-build.XXXXXX")"
 trap 'rm -rf "$out"' EXIT
 
 failed=0
+image_models=()
 step() { echo "== $*"; }
 
 step "header as C99"
@@ -78,6 +81,10 @@ step "build test_session"
 
 step "build test_video"
 "$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_video.c" -o "$out/test_video" -ldl -lpthread -lm || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+
+step "build test_threads"
+"$CC" -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_threads.c" -o "$out/test_threads" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
 step "build test_text"
@@ -126,6 +133,7 @@ for dir in "$@"; do
         fi
         continue
     fi
+    image_models+=("$dir")
     nref=$((${nref:-0} + 1))
     ref="$out/ref-$nref"
     step "test_session $lib $dir"
@@ -143,6 +151,11 @@ for dir in "$@"; do
         echo "run.sh: could not extract the reference tensors of $dir" >&2; failed=1
     fi
 done
+
+if [ ${#image_models[@]} -gt 0 ]; then
+    step "test_threads $lib ${image_models[*]}"
+    "$out/test_threads" "$lib" "$images/exif1_40x24.jpg" "${image_models[@]}" || failed=1
+fi
 
 if [ $failed = 0 ]; then echo "capi: all passed"; else echo "capi: FAILED"; fi
 exit $failed
