@@ -76,7 +76,10 @@ static struct {
 /* dlopen()s the library at `path` and resolves F (one check per function). On failure prints
  * why and "<suite>: P passed, F failed", and returns NULL. */
 static inline void *open_api(const char *path, const char *suite) {
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /* Sanitizer runs keep the library mapped after dlclose, so that LeakSanitizer, which
+     * looks at exit, can name the frames of what it reports. */
+    int mode = RTLD_NOW | RTLD_LOCAL | (getenv("FLAMINGO_TEST_NODELETE") ? RTLD_NODELETE : 0);
+    void *lib = dlopen(path, mode);
     if (!lib) {
         fprintf(stderr, "dlopen(%s): %s\n", path, dlerror());
         printf("%s: 0 passed, 1 failed\n", suite);

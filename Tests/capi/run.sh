@@ -16,6 +16,7 @@
 # temporary directory; test_text also reads the images of
 # Tests/Fixtures/images (FLAMINGO_IMAGES_DIR overrides it). Environment:
 #   CC, CXX                     compilers (default cc, c++)
+#   CFLAGS, CXXFLAGS            extra flags (e.g. sanitizers, tools/sanitize.sh)
 #   FLAMINGO_REQUIRE_FIXTURES=1 fail when no MODEL_DIR is given or one is missing
 #   FLAMINGO_STRICT_EXPORTS=1   fail when the library exports symbols other
 #                               than flamingo_*, or lacks the SONAME libflamingo.so.1
@@ -40,12 +41,12 @@ image_models=()
 step() { echo "== $*"; }
 
 step "header as C99"
-"$CC" -std=c99 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_c99.c" -o "$out/header_c99.o" || failed=1
-"$CC" -std=c99 -Wall -Wextra -Werror -pedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+"$CC" ${CFLAGS:-} -std=c99 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_c99.c" -o "$out/header_c99.o" || failed=1
+"$CC" ${CFLAGS:-} -std=c99 -Wall -Wextra -Werror -pedantic -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
     -I"$root/include" -c "$here/header_c99.c" -o "$out/header_c99_strict.o" || failed=1
 step "header as C++11"
-"$CXX" -std=c++11 -Wall -Wextra -Werror -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx.o" || failed=1
-"$CXX" -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx_pedantic.o" || failed=1
+"$CXX" ${CXXFLAGS:-} -std=c++11 -Wall -Wextra -Werror -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx.o" || failed=1
+"$CXX" ${CXXFLAGS:-} -std=c++11 -Wall -Wextra -Werror -pedantic -I"$root/include" -c "$here/header_cxx.cpp" -o "$out/header_cxx_pedantic.o" || failed=1
 
 step "exported symbols"
 if command -v nm >/dev/null; then
@@ -72,23 +73,23 @@ if command -v nm >/dev/null; then
 fi
 
 step "build test_dlopen"
-"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_dlopen.c" -o "$out/test_dlopen" -ldl -lpthread || {
+"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_dlopen.c" -o "$out/test_dlopen" -ldl -lpthread || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
 step "build test_session"
-"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
+"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
 step "build test_video"
-"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_video.c" -o "$out/test_video" -ldl -lpthread -lm || {
+"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_video.c" -o "$out/test_video" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
 step "build test_threads"
-"$CC" -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_threads.c" -o "$out/test_threads" -ldl -lpthread -lm || {
+"$CC" ${CFLAGS:-} -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_threads.c" -o "$out/test_threads" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
 step "build test_text"
-"$CC" -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
+"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 images="${FLAMINGO_IMAGES_DIR:-$root/Tests/Fixtures/images}"
 
