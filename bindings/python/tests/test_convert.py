@@ -673,3 +673,128 @@ def test_nfnet_variant_names_and_image_size():
 def test_image_size_flag_is_nfnet_only(tmp_path, capsys):
     err = conversion_error("of3b_mpt1b", tmp_path, capsys, **{"vision-image-size": 64})
     assert "NFNet" in err
+
+
+# ---- the restricted unpickler on hostile input (tools/fuzz/python/fuzz_unpickler.py) --------
+
+
+def _pu(s: str) -> bytes:
+    """BINUNICODE."""
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _pints(values) -> bytes:
+    return b"(" + b"".join(b"J" + struct.pack("<i", v) for v in values) + b"t"
+
+
+def _ptensor(size, stride, numel=16, size_ops=None) -> bytes:
+    """Pickle ops pushing torch._utils._rebuild_tensor_v2(storage '0' (F32), 0, size, stride, False, OrderedDict())."""
+    pid = b"(" + _pu("storage") + b"ctorch\nFloatStorage\n" + _pu("0") + _pu("cpu") + b"J" + struct.pack("<i", numel) + b"tQ"
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"K\x00" + (size_ops or _pints(size)) + _pints(stride)
+            + b"\x89ccollections\nOrderedDict\n)Rt" + b"R")
+
+
+def _pdict(**items) -> bytes:
+    return b"\x80\x02}(" + b"".join(_pu(k) + v for k, v in items.items()) + b"u."
+
+
+def _torch_zip(path: Path, pkl: bytes, storage: bytes = None, script: bool = False) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", b"little")
+        z.writestr("archive/data/0", np.arange(16, dtype="<f4").tobytes() if storage is None else storage)
+        if script:
+            z.writestr("archive/constants.pkl", b"\x80\x02).")
+    return path
+
+
+def _read_tensors(path: Path) -> dict:
+    obj, script = torchpickle.load(path)
+    tensors = torchpickle.script_tensors(obj) if script else torchpickle.tensor_dict(obj, path)
+    return {k: t.numpy() for k, t in tensors.items()}
+
+
+def test_torchpickle_non_contiguous_tensor(tmp_path):
+    """A transposed view: materialising it called a bool (a local shadowed tensors.contiguous)."""
+    w = _read_tensors(_torch_zip(tmp_path / "t.pt", _pdict(w=_ptensor((4, 2), (1, 4)))))["w"]
+    assert w.flags.c_contiguous
+    assert w.tolist() == np.arange(8, dtype=np.float32).reshape(2, 4).T.tolist()
+
+
+@pytest.mark.parametrize("pkl, error, message", [
+    # BINBYTES8 / BYTEARRAY8 of 2**62 bytes: pickle allocated them before reading (MemoryError)
+    (b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b".", fconv.CorruptFileError, "truncated"),
+    (b"\x80\x05\x96" + struct.pack("<Q", 1 << 62) + b".", fconv.UnsafeFileError, "BYTEARRAY8"),
+    # a dict key of 300000 nested tuples: hashing it overflowed the C stack (segfault)
+    (b"\x80\x02})" + b"\x85" * 300_000 + b"K\x01s.", fconv.CorruptFileError, "nested more than"),
+    # a persistent id of 5000 nested lists: its repr in the message raised RecursionError
+    (b"\x80\x02" + b"(" * 5000 + b"l" * 5000 + b"Q.", fconv.UnsafeFileError, "unexpected persistent id"),
+    # tensor size (inf,): int(inf) raised OverflowError
+    (_pdict(w=_ptensor(None, (1,), size_ops=b"(G" + struct.pack(">d", float("inf")) + b"t")), fconv.CorruptFileError,
+     "not a tuple of at most 32 64-bit integers"),
+    # an empty tensor of size (0, 2**62): np.zeros raised ValueError when it was read
+    (_pdict(w=_ptensor(None, (1, 1), size_ops=b"(K\x00\x8a\x08" + (1 << 62).to_bytes(8, "little") + b"t")),
+     fconv.CorruptFileError, "invalid tensor geometry"),
+    # BUILD setting a tensor's loader (AttributeError when read) and shadowing OrderedDict.items
+    (_pdict(w=_ptensor((2,), (1,)) + b"(N}" + _pu("_load") + b"ccollections\nOrderedDict\nstb"), fconv.UnsafeFileError,
+     "BUILD"),
+    (b"\x80\x02ccollections\nOrderedDict\n)R}" + _pu("items") + b"ctorch\nSize\nsb.", fconv.UnsafeFileError, "BUILD"),
+    # a size of 32 references to one 512 kbit integer: minutes of big-number arithmetic
+    (_pdict(w=_ptensor(None, (1,) * 32, size_ops=b"\x8b" + struct.pack("<i", 65536) + b"\x01" * 65536 + b"q\x070("
+                       + b"h\x07" * 32 + b"t")), fconv.CorruptFileError, "64-bit integers"),
+    # OrderedDict([(1, 2, 3)]): a ValueError from the allowed callable
+    (b"\x80\x02ccollections\nOrderedDict\n(K\x01K\x02K\x03t\x85\x85R.", fconv.CorruptFileError,
+     "calling collections.OrderedDict"),
+], ids=["binbytes8-2^62", "bytearray8-2^62", "tuple-key-300000-deep", "pid-5000-deep-list", "size-inf",
+        "empty-size-2^62", "build-tensor", "build-ordereddict-items", "size-huge-ints", "ordereddict-bad-pairs"])
+def test_torchpickle_hostile_pickles_are_refused(tmp_path, pkl, error, message):
+    with pytest.raises(error, match=message):
+        _read_tensors(_torch_zip(tmp_path / "t.pt", pkl))
+
+
+def test_torchpickle_overlapping_tensor_larger_than_storage(tmp_path):
+    """A 1000 x 1000 view with strides (1, 1) of 2000 floats would materialise 500x its storage."""
+    p = _torch_zip(tmp_path / "t.pt", _pdict(w=_ptensor((1000, 1000), (1, 1), numel=2000)), storage=bytes(8000))
+    with pytest.raises(fconv.CorruptFileError, match="more than its storage of 2000"):
+        _read_tensors(p)
+
+
+def test_torchpickle_copy_budget(tmp_path):
+    """3000 calls of build_intlist(*20000 items) from a 46 kB pickle: 60M copied references (500 MB) before."""
+    pkl = (b"\x80\x02ctorch.jit._pickle\nbuild_intlist\nq\x00(" + b"K\x01" * 20000 + b"tq\x01"
+           + b"h\x00h\x01R" * 3000 + b"l.")
+    with pytest.raises(fconv.CorruptFileError, match="copies more data"):
+        _read_tensors(_torch_zip(tmp_path / "t.pt", pkl, script=True))
+
+
+def test_torchpickle_deep_torchscript_objects(tmp_path):
+    """3000 nested TorchScript objects: script_tensors recursed (RecursionError)."""
+    pkl = b"\x80\x02c__torch__.m\nM\nq\x00" + _ptensor((2,), (1,)) + b"q\x01"
+    for _ in range(3000):
+        pkl += b"0h\x00)\x81}" + _pu("c") + b"h\x01sbq\x01"
+    tensors = _read_tensors(_torch_zip(tmp_path / "t.pt", pkl + b".", script=True))
+    assert list(tensors) == [".".join(["c"] * 3000)]
+
+
+def test_torchpickle_damaged_zip_entries(tmp_path):
+    """An unsupported compression method (NotImplementedError, found by the fuzzer) and a corrupt
+    deflate stream (zlib.error) escaped as raw exceptions."""
+    p = _torch_zip(tmp_path / "method.pt", _pdict(w=_ptensor((2,), (1,))))
+    b = bytearray(p.read_bytes())
+    i = b.find(b"PK\x01\x02")
+    while i >= 0:  # every central directory entry: compression method 99
+        b[i + 10:i + 12] = struct.pack("<H", 99)
+        i = b.find(b"PK\x01\x02", i + 4)
+    p.write_bytes(bytes(b))
+    with pytest.raises(fconv.CorruptFileError, match="compression method"):
+        _read_tensors(p)
+    p = tmp_path / "deflate.pt"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", _pdict(w=_ptensor((2,), (1,))) * 20)
+        z.writestr("archive/data/0", bytes(64))
+    b = bytearray(p.read_bytes())
+    b[60:70] = b"\xff" * 10  # inside the deflated data.pkl
+    p.write_bytes(bytes(b))
+    with pytest.raises(fconv.CorruptFileError, match="cannot read data.pkl"):
+        _read_tensors(p)
