@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite: Swift unit tests, the installed library's symbol and
 # dependency checks, the C ABI tests, the C example (pkg-config and CMake
-# find_package), the Python binding and the Rust crate. Prints one summary
+# find_package), the Python binding, the Rust crate, a bounded fuzz run of
+# every target and the sanitizer runs (tools/sanitize.sh). Prints one summary
 # line; exits non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,8 @@ suite "main job (tools/demo.sh)" bash tools/demo.sh
 suite "C consumer (find_package)" c_example_find_package
 suite "Python binding" python_binding
 suite "Rust crate" rust_crate
+suite "fuzz smoke: every target 10 s (ASan, UBSan; tools/fuzz)" bash tools/fuzz/run.sh --time 10
+suite "C ABI under ASan + LSan + UBSan, threads under TSan" bash tools/sanitize.sh capi-asan threads-tsan
 suite "same info from C, Python, Rust" env FLAMINGO_LIB_DIR="$prefix/lib" bindings/c/compare.sh "${fixtures[@]}"
 
 echo

@@ -8,8 +8,9 @@
 # test_dlopen, test_session and test_text once without a model and once per
 # MODEL_DIR (test_video instead of test_session/test_text for a video model
 # such as Tests/Fixtures/flamingo_paper_tiny) (fixture model directories such as Tests/Fixtures/mpt_tiny),
-# and test_threads once over all the image models (eight threads per model and
-# backend, concurrent loads, log callback swaps). For
+# and test_threads and test_leaks once over all the image models (eight threads per
+# model and backend, concurrent loads, log callback swaps; the heap does not grow over
+# load/session/generate/free rounds). For
 # test_session and test_text, extract_reference.py (python3, standard
 # library) first turns MODEL_DIR/reference.safetensors (and reference.json,
 # and the image goldens of Tests/Fixtures/images) into raw files in a
@@ -88,6 +89,10 @@ step "build test_threads"
 "$CC" ${CFLAGS:-} -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_threads.c" -o "$out/test_threads" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
 
+step "build test_leaks"
+"$CC" ${CFLAGS:-} -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_leaks.c" -o "$out/test_leaks" -ldl -lpthread -lm || {
+    echo "capi: 0 passed, 1 failed"; exit 1; }
+
 step "build test_text"
 "$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
     echo "capi: 0 passed, 1 failed"; exit 1; }
@@ -156,6 +161,8 @@ done
 if [ ${#image_models[@]} -gt 0 ]; then
     step "test_threads $lib ${image_models[*]}"
     "$out/test_threads" "$lib" "$images/exif1_40x24.jpg" "${image_models[@]}" || failed=1
+    step "test_leaks $lib ${image_models[*]}"
+    "$out/test_leaks" "$lib" "$images/exif1_40x24.jpg" "${image_models[@]}" || failed=1
 fi
 
 if [ $failed = 0 ]; then echo "capi: all passed"; else echo "capi: FAILED"; fi
