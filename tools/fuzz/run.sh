@@ -21,7 +21,7 @@ targets=("$@")
 # UBSan for the C code (kernels, image decoding); Swift traps overflow and bad indices itself.
 flags=(-c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
        -Xcc -fsanitize=fuzzer-no-link,address,undefined -Xcc -fno-sanitize-recover=undefined)
-[[ ${#targets[@]} -gt 0 ]] || targets=(safetensors config model quantized tokenizer image prompt detokenizer)
+[[ ${#targets[@]} -gt 0 ]] || targets=(safetensors config model quantized tokenizer image prompt detokenizer unpickler)
 
 swift build "${flags[@]}" 2>&1 |
   grep -v "Cannot export local symbol" | grep -E "error|Compiling|Build" | grep -v "^\[" || true
@@ -29,17 +29,26 @@ bin=$(swift build "${flags[@]}" --show-bin-path)
 out=../../build/fuzz
 mkdir -p "$out/artifacts"
 failed=0
+declare -A runs_flag=([unpickler]=-atheris_runs=)  # atheris counts runs with its own flag
 for t in "${targets[@]}"; do
-  [[ -x $bin/fuzz_$t ]] || { echo "no target $t"; failed=1; continue; }
+  if [[ $t == unpickler ]]; then  # the converter's restricted unpickler, in Python (atheris)
+    cmd=(env PYTHONPATH=../../bindings/python python3 python/fuzz_unpickler.py -dict=python/unpickler.dict)
+    seeds=python/corpus/unpickler
+  else
+    [[ -x $bin/fuzz_$t ]] || { echo "no target $t"; failed=1; continue; }
+    cmd=("$bin/fuzz_$t" -print_final_stats=1)
+    seeds=corpus/$t
+  fi
   mkdir -p "$out/corpus/$t"
   log=$out/$t.log
   start=$SECONDS
   # -max_len: large enough for the biggest seed; -rss_limit_mb: an input may not make the
   # engine allocate gigabytes; -timeout: nor take 10 s.
-  "$bin/fuzz_$t" "$out/corpus/$t" "corpus/$t" "${limit[@]}" -max_len=131072 -rss_limit_mb=2048 -timeout=10 \
-    -print_final_stats=1 -artifact_prefix="$out/artifacts/$t-" ${FUZZ_FLAGS:-} >"$log" 2>&1
+  "${cmd[@]}" "$out/corpus/$t" "$seeds" "${limit[@]/#-runs=/${runs_flag[$t]:--runs=}}" -max_len=131072 -rss_limit_mb=2048 \
+    -timeout=10 -artifact_prefix="$out/artifacts/$t-" ${FUZZ_FLAGS:-} >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}')
+  [[ -n $runs ]] || runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' <<<"$last" | awk '{print $2}')
   ft=$(grep -o 'ft: [0-9]*' <<<"$last" | awk '{print $2}')
