@@ -23,7 +23,7 @@ public struct GenerationConfig: Sendable {
 
     public init() {}
 
-    func validate(vocabSize: Int) throws {
+    public func validate(vocabSize: Int) throws {
         guard maxNewTokens >= 0, minNewTokens >= 0 else { throw FlamingoError.invalidArgument("token counts must be non-negative") }
         guard numBeams >= 1 && numBeams <= 64 else { throw FlamingoError.invalidArgument("num_beams \(numBeams) must be in 1…64") }
         guard temperature.isFinite && temperature > 0 else { throw FlamingoError.invalidArgument("temperature \(temperature) must be > 0") }

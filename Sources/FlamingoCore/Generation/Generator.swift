@@ -70,34 +70,21 @@ public enum Generator {
     }
 
     static func sampleOrGreedy(_ seqs: [TokenSequence], _ c: GenerationConfig, _ onToken: ((Int, Int) -> Bool)?) throws -> [Result] {
-        var rngs = seqs.indices.map { RandomSource(seed: c.seed &+ UInt64($0)) }
-        var out = [[Int]](repeating: [], count: seqs.count)
+        var pickers = seqs.indices.map { TokenPicker(config: c, stream: UInt64($0)) }
         var reason = [StopReason?](repeating: nil, count: seqs.count)
         while true {
             var steps: [Step] = []
             for (i, seq) in seqs.enumerated() where reason[i] == nil {
-                var scores = seq.lastLogits
-                LogitsProcessing.process(&scores, sequence: seq.tokens, generated: out[i].count, config: c)
-                let next: Int
-                if c.doSample {
-                    LogitsProcessing.warp(&scores, config: c)
-                    next = rngs[i].sample(LogitsProcessing.softmaxed(scores))
-                } else {
-                    next = LogitsProcessing.argmax(scores)
-                }
-                out[i].append(next)
-                steps.append(Step(seq, [next]))
+                steps.append(Step(seq, [pickers[i].pick(seq)]))
             }
             if steps.isEmpty { break }
             _ = try seqs[0].flamingo.evaluate(steps)
             for (i, seq) in seqs.enumerated() where reason[i] == nil && steps.contains(where: { $0.sequence === seq }) {
-                let next = out[i][out[i].count - 1]
-                if let onToken, !onToken(i, next) { reason[i] = .cancelled }
-                else if c.stopTokens.contains(next) { reason[i] = .stopToken }
-                else if out[i].count >= c.maxNewTokens { reason[i] = .maxTokens }
+                let next = pickers[i].generated[pickers[i].generated.count - 1]
+                if let onToken, !onToken(i, next) { reason[i] = .cancelled } else { reason[i] = pickers[i].stopReason }
             }
         }
-        return zip(out, reason).map { Result(tokens: $0, stopReason: $1 ?? .maxTokens) }
+        return zip(pickers, reason).map { Result(tokens: $0.generated, stopReason: $1 ?? .maxTokens) }
     }
 
     /// Hugging Face's (transformers 5) beam search for one prompt: per step
