@@ -20,6 +20,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C helpers Swift cannot express: per-thread error strings, the
@@ -35,8 +36,12 @@ let package = Package(
                 swiftSettings: simdSwift),
         .target(name: "FlamingoCAPI", dependencies: ["FlamingoCore", "CFlamingoSupport"],
                 swiftSettings: simdSwift),
+        // `flamingo serve`: the OpenAI-compatible HTTP server (the library gains no dependency).
+        .target(name: "FlamingoServer",
+                dependencies: ["FlamingoCore", .product(name: "Hummingbird", package: "hummingbird")]),
         .executableTarget(name: "FlamingoCLI",
-                          dependencies: ["FlamingoCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["FlamingoCore", "FlamingoServer",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: simdSwift),
         .testTarget(name: "FlamingoCoreTests", dependencies: ["FlamingoCore", "FlamingoCAPI"],
                     swiftSettings: simdSwift),

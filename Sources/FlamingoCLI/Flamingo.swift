@@ -11,7 +11,7 @@ struct FlamingoCommand: ParsableCommand {
         commandName: "flamingo",
         abstract: "Run Flamingo-family visual language models (OpenFlamingo checkpoints).",
         version: Version.string,
-        subcommands: [Info.self, Devices.self, Caption.self, VQA.self, Generate.self, Score.self, Bench.self, Eval.self, Quantize.self, Synth.self])
+        subcommands: [Info.self, Devices.self, Caption.self, VQA.self, Generate.self, Score.self, Bench.self, Eval.self, Quantize.self, Synth.self, Serve.self])
 }
 
 /// Options every model command takes.
