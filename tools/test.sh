@@ -62,6 +62,7 @@ suite "main job (tools/demo.sh)" bash tools/demo.sh
 suite "C consumer (find_package)" c_example_find_package
 suite "Python binding" python_binding
 suite "Rust crate" rust_crate
+suite "flamingo serve (openai client, curl)" env FLAMINGO_CLI="$prefix/bin/flamingo" python3 -m pytest -q Tests/server
 suite "fuzz smoke: every target 10 s (ASan, UBSan; tools/fuzz)" bash tools/fuzz/run.sh --time 10
 suite "C ABI under ASan + LSan + UBSan, threads under TSan" bash tools/sanitize.sh capi-asan threads-tsan
 suite "same info from C, Python, Rust" env FLAMINGO_LIB_DIR="$prefix/lib" bindings/c/compare.sh "${fixtures[@]}"
