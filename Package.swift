@@ -43,7 +43,7 @@ let package = Package(
                           dependencies: ["FlamingoCore", "FlamingoServer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: simdSwift),
-        .testTarget(name: "FlamingoCoreTests", dependencies: ["FlamingoCore", "FlamingoCAPI"],
+        .testTarget(name: "FlamingoCoreTests", dependencies: ["FlamingoCore", "FlamingoCAPI", "FlamingoServer"],
                     swiftSettings: simdSwift),
     ],
     swiftLanguageModes: [.v5]

@@ -5,10 +5,10 @@ import Foundation
 /// settings; its results go to `events` as they are produced.
 final class Job: @unchecked Sendable {
     enum Event {
-        /// New text (already past any stop string check) and how many tokens it took.
+        /// New text (already past any stop string check).
         case text(String)
         case done(Outcome)
-        case failed(FlamingoError)
+        case failed(RequestError)
     }
 
     struct Outcome {
@@ -132,11 +132,8 @@ final class Engine: @unchecked Sendable {
             for job in admitted where !job.cancelled {
                 do {
                     if let a = try admit(job) { active.append(a) }
-                } catch let e as FlamingoError {
-                    job.events.yield(.failed(e))
-                    job.events.finish()
                 } catch {
-                    job.events.yield(.failed(.internal("\(error)")))
+                    job.events.yield(.failed(RequestError(error)))
                     job.events.finish()
                 }
             }
@@ -148,8 +145,7 @@ final class Engine: @unchecked Sendable {
             do {
                 _ = try flamingo.evaluate(steps)
             } catch {
-                let e = error as? FlamingoError ?? .internal("\(error)")
-                for a in active { a.job.events.yield(.failed(e)); a.job.events.finish() }
+                for a in active { a.job.events.yield(.failed(RequestError(error))); a.job.events.finish() }
                 active.removeAll()
                 continue
             }
@@ -170,6 +166,11 @@ final class Engine: @unchecked Sendable {
             outcome.cachedImages += hit ? 1 : 0
         }
         outcome.images = job.images.count
+        let promptTokens = try flamingo.tokenize(prompt: job.prompt, mediaCount: media.count).count
+        guard promptTokens < contextLength else {
+            throw RequestError(message: "the prompt has \(promptTokens) tokens; the context holds \(contextLength) (with room for one new token)",
+                               type: "exceed_context_size_error", extra: ["n_prompt_tokens": promptTokens, "n_ctx": contextLength])
+        }
         let sequence = try flamingo.makeSequence(capacity: contextLength)
         try sequence.setPrompt(job.prompt, media: media)
         outcome.promptTokens = sequence.length
@@ -225,7 +226,7 @@ final class Engine: @unchecked Sendable {
             guard stopped || reason != nil else { return true }
             a.outcome.finishReason = stopped || reason == .stopToken ? "stop" : "length"
         } catch {
-            a.job.events.yield(.failed(error as? FlamingoError ?? .internal("\(error)")))
+            a.job.events.yield(.failed(RequestError(error)))
             a.job.events.finish()
             return false
         }

@@ -14,11 +14,36 @@ struct CompletionRequest {
     var model = ""
 }
 
-/// A client error: HTTP 400 with an OpenAI-style error body.
+/// An error answered in OpenAI's shape `{"error": {"message", "type", "code", ...extra}}`.
 struct RequestError: Error {
-    let message: String
+    var message: String
     var status = 400
     var type = "invalid_request_error"
+    var extra: [String: Int] = [:]
+
+    init(message: String, status: Int = 400, type: String = "invalid_request_error", extra: [String: Int] = [:]) {
+        self.message = message
+        self.status = status
+        self.type = type
+        self.extra = extra
+    }
+
+    /// An engine error: bad input is the client's (400), the rest the server's.
+    init(_ error: Error) {
+        switch error {
+        case let e as RequestError: self = e
+        case let e as FlamingoError:
+            switch e {
+            case .invalidArgument, .invalidFormat, .unsupported, .notFound, .bufferTooSmall:
+                self.init(message: e.message)
+            case .outOfMemory, .cancelled:
+                self.init(message: e.message, status: 503, type: "server_error")
+            default:
+                self.init(message: e.message, status: 500, type: "server_error")
+            }
+        default: self.init(message: "\(error)", status: 500, type: "server_error")
+        }
+    }
 }
 
 struct RequestLimits {
@@ -63,8 +88,10 @@ enum OpenAIRequest {
 
     /// The chat template for Flamingo models, which are not chat-tuned: messages are
     /// concatenated in order, each `image_url` part becoming `<image>`, and every assistant
-    /// message is closed by `<|endofchunk|>` (Flamingo's end of an interleaved example), so
-    /// earlier turns read as few-shot examples and the model continues the last one.
+    /// message is closed by `<|endofchunk|>` and a newline, as OpenFlamingo's few-shot
+    /// prompts end each example; earlier turns read as demonstrations and the model
+    /// continues the last one. (user: [image, "Output:"], assistant: "A cat.", user: [image,
+    /// "Output:"] is exactly `flamingo caption`'s one-shot prompt.)
     static func renderChat(_ messages: [[String: Any]], limits: RequestLimits) throws -> (String, [[UInt8]]) {
         var prompt = "", images: [[UInt8]] = []
         for (i, m) in messages.enumerated() {
@@ -94,7 +121,7 @@ enum OpenAIRequest {
             } else {
                 throw RequestError(message: "messages[\(i)].content must be a string or a list of parts")
             }
-            if role == "assistant" { prompt += "<|endofchunk|>" }
+            if role == "assistant" { prompt += "<|endofchunk|>\n" }
         }
         return (prompt, images)
     }

@@ -85,7 +85,7 @@ public enum FlamingoServer {
             parsed = chat ? try OpenAIRequest.chat(bytes, limits: state.limits) : try OpenAIRequest.completion(bytes, limits: state.limits)
         } catch let e as RequestError {
             state.metrics.add(\.failedRequests, 1)
-            return error(e.message, status: .init(code: e.status), type: e.type)
+            return error(e)
         } catch {
             state.metrics.add(\.failedRequests, 1)
             return Self.error("the body is larger than \(state.options.maxBodyBytes) bytes", status: .contentTooLarge)
@@ -118,7 +118,7 @@ public enum FlamingoServer {
                 case .failed(let e):
                     for job in jobs { job.cancelled = true }
                     state.metrics.add(\.failedRequests, 1)
-                    return Self.error(e.message, status: e.httpStatus)
+                    return Self.error(e)
                 }
             }
         }
@@ -145,7 +145,7 @@ public enum FlamingoServer {
                         try await send(reply.chunk(index: i, delta: [:], finish: o.finishReason))
                     case .failed(let e):
                         metrics.add(\.failedRequests, 1)
-                        try await send(["error": ["message": e.message, "type": "server_error"]])
+                        try await send(e.body)
                     }
                 }
             }
@@ -164,7 +164,11 @@ public enum FlamingoServer {
 
     static func error(_ message: String, status: HTTPResponse.Status, type: String = "invalid_request_error",
                       retry: Bool = false) -> Response {
-        json(["error": ["message": message, "type": type, "code": status.code]], status: status, retry: retry)
+        error(RequestError(message: message, status: status.code, type: type), retry: retry)
+    }
+
+    static func error(_ e: RequestError, retry: Bool = false) -> Response {
+        json(e.body, status: .init(code: e.status), retry: retry)
     }
 
     static func encode(_ object: [String: Any]) -> String {
@@ -283,12 +287,10 @@ struct Reply {
     }
 }
 
-extension FlamingoError {
-    var httpStatus: HTTPResponse.Status {
-        switch self {
-        case .invalidArgument, .invalidFormat, .unsupported, .notFound, .bufferTooSmall: return .badRequest
-        case .outOfMemory, .cancelled: return .serviceUnavailable
-        default: return .internalServerError
-        }
+extension RequestError {
+    var body: [String: Any] {
+        var fields: [String: Any] = ["message": message, "type": type, "code": status]
+        for (k, v) in extra { fields[k] = v }
+        return ["error": fields]
     }
 }

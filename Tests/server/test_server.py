@@ -267,3 +267,75 @@ def test_client_disconnect_frees_the_session(server):
     assert "flamingo_busy_sessions 0" in metrics
     r = server.client().chat.completions.create(model="m", messages=chat_messages("exif1_40x24.jpg", "A"), max_tokens=3)
     assert r.choices[0].message.content == engine_text("<image>A", "exif1_40x24.jpg", 3)
+
+
+# ---- flamingo-mini: a trained miniature model ----------------------------------------------
+
+MINI = ROOT / "models" / "flamingo-mini"
+SHAPES = MINI / "examples"
+
+
+@pytest.fixture(scope="module")
+def mini():
+    s = Server("--parallel", "4", "-m", str(MINI))
+    yield s
+    s.stop()
+
+
+def user(image, text="Output:"):
+    return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_uri(image)}},
+                                        {"type": "text", "text": text}]}
+
+
+def test_two_shot_caption_equals_the_cli(mini):
+    shots = [("red_circle.jpg", "A red circle."), ("blue_squares.jpg", "Two blue squares.")]
+    messages = []
+    for image, caption in shots:
+        messages += [user(SHAPES / image), {"role": "assistant", "content": caption}]
+    messages.append(user(SHAPES / "orange_triangle.jpg"))
+    r = mini.client().chat.completions.create(model="m", messages=messages, max_tokens=20,
+                                              extra_body={"num_beams": 3, "length_penalty": 0.0})
+    cli = subprocess.run([CLI, "caption", "-m", str(MINI)] + [f"--shot={SHAPES / i}={c}" for i, c in shots]
+                         + [str(SHAPES / "orange_triangle.jpg")], capture_output=True, text=True, check=True).stdout.strip()
+    text = r.choices[0].message.content
+    assert text.split("Output")[0].replace('"', "").strip() == cli  # flamingo caption's post-processing
+    assert r.model_extra["timings"]["images"] == 3
+
+
+def test_sixteen_clients_each_get_their_own_answer(mini):
+    images = sorted((MINI / "eval" / "images").iterdir())[:16]
+    shot = [user(SHAPES / "red_circle.jpg"), {"role": "assistant", "content": "A red circle."}]
+
+    def ask(image):
+        return mini.client().chat.completions.create(model="m", messages=shot + [user(image)],
+                                                     max_tokens=16).choices[0].message.content
+
+    alone = [ask(i) for i in images]
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(ask, images))
+    assert together == alone
+    assert len(set(alone)) > 1  # different images, different captions: nothing mixed up
+    hits = float(next(l.split()[1] for l in mini.get("/metrics")[1].splitlines()
+                      if l.startswith("flamingo_image_cache_hits_total")))
+    assert hits >= 31  # the demonstration image is encoded once
+
+
+def test_prompt_longer_than_the_context(server):
+    status, text, _ = server.post("/v1/completions", {"prompt": "word " * 300})
+    e = json.loads(text)["error"]
+    assert status == 400 and e["type"] == "exceed_context_size_error"
+    assert e["n_ctx"] == 128 and e["n_prompt_tokens"] > 128
+
+
+def test_sigterm_finishes_in_flight_requests():
+    s = Server()
+    body = json.dumps({"prompt": "<image>Output:", "max_tokens": 100, "stream": True,
+                       "images": [base64.b64encode((IMAGES / "exif1_40x24.jpg").read_bytes()).decode()]})
+    curl = subprocess.Popen(["curl", "-sN", "--noproxy", "*", s.url + "/v1/completions", "-d", body],
+                            stdout=subprocess.PIPE, text=True)
+    first = curl.stdout.readline()
+    assert first.startswith("data: ")
+    s.proc.terminate()
+    rest = curl.stdout.read()
+    assert rest.rstrip().endswith("data: [DONE]")  # the stream was completed, not cut
+    assert s.proc.wait(timeout=30) == 0
