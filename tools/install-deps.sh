@@ -13,4 +13,4 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check pytest numpy atheris==3.0.0 openai==3.63.0
+python3 -m pip install -q --disable-pip-version-check pytest numpy atheris==3.0.0 openai==3.63.0 "ray[data,serve]==2.60.0"
