@@ -183,6 +183,7 @@ enum OpenAIRequest {
         r.maxTokens = try integer("max_completion_tokens", 0...1_000_000) ?? integer("max_tokens", 0...1_000_000)
         r.n = try integer("n", 1...16) ?? 1
         var c = GenerationConfig()
+        c.minNewTokens = try integer("min_tokens", 0...1_000_000) ?? 0  // vLLM's name
         let temperature = try number("temperature"), topP = try number("top_p"), topK = try integer("top_k", 0...1_000_000)
         c.doSample = (temperature ?? 0) > 0 || (topP ?? 1) < 1 || (topK ?? 0) > 0
         if c.doSample { c.temperature = Float(temperature.flatMap { $0 > 0 ? $0 : nil } ?? 1) }
