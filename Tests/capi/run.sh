@@ -73,29 +73,17 @@ if command -v nm >/dev/null; then
     if [ $strict_fail = 1 ] && [ "${FLAMINGO_STRICT_EXPORTS:-0}" = 1 ]; then failed=1; fi
 fi
 
-step "build test_dlopen"
-"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_dlopen.c" -o "$out/test_dlopen" -ldl -lpthread || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
-
-step "build test_session"
-"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_session.c" -o "$out/test_session" -ldl -lpthread -lm || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
-
-step "build test_video"
-"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_video.c" -o "$out/test_video" -ldl -lpthread -lm || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
-
-step "build test_threads"
-"$CC" ${CFLAGS:-} -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_threads.c" -o "$out/test_threads" -ldl -lpthread -lm || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
-
-step "build test_leaks"
-"$CC" ${CFLAGS:-} -std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_leaks.c" -o "$out/test_leaks" -ldl -lpthread -lm || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
-
-step "build test_text"
-"$CC" ${CFLAGS:-} -std=c99 -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/test_text.c" -o "$out/test_text" -ldl -lpthread -lm || {
-    echo "capi: 0 passed, 1 failed"; exit 1; }
+build_test() {  # build_test NAME STD: Tests/capi/NAME.c -> $out/NAME
+    step "build $1"
+    "$CC" ${CFLAGS:-} -std="$2" -O1 -g -Wall -Wextra -Werror -I"$root/include" "$here/$1.c" -o "$out/$1" \
+        -ldl -lpthread -lm || { echo "capi: 0 passed, 1 failed"; exit 1; }
+}
+build_test test_dlopen c99
+build_test test_session c99
+build_test test_video c99
+build_test test_threads c11
+build_test test_leaks c11
+build_test test_text c99
 images="${FLAMINGO_IMAGES_DIR:-$root/Tests/Fixtures/images}"
 
 step "test_dlopen $lib"
