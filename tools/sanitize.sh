@@ -7,7 +7,7 @@
 # threads-tsan  libflamingo built with ThreadSanitizer; Tests/capi/test_threads.c (built with
 #               TSan) against it: eight threads per model on the CPU and every OpenCL device,
 #               concurrent loads and frees, log callback swaps.
-# swift-asan    the whole Swift test suite under AddressSanitizer.
+# swift-asan    the whole Swift test suite under AddressSanitizer (UBSan for the C code).
 # Any sanitizer report fails the run (halt_on_error). Needs clang (the Swift toolchain's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ fixtures=("$root"/Tests/Fixtures/{mpt,gpt_neox,llama}_tiny "$root"/Tests/Fixture
 image=$root/Tests/Fixtures/images/exif1_40x24.jpg
 export FLAMINGO_REQUIRE_FIXTURES=1
 failed=0
+asan=(--sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined)
 
 run() {  # run NAME COMMAND...
   echo "=== $1"; shift
@@ -33,7 +34,7 @@ build_lib() {  # build_lib BUILD_PATH SWIFTPM_FLAGS...: prints the library's pat
 for step in "${steps[@]}"; do
   case $step in
     capi-asan)
-      lib=$(build_lib .build-asan --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined)
+      lib=$(build_lib .build-asan "${asan[@]}")
       # The library's Swift runtime is instrumented through the executable's ASan runtime,
       # which must come first: the C tests are built with ASan and link nothing else.
       # FLAMINGO_TEST_NODELETE: the tests dlclose the library; LeakSanitizer looks at exit and
@@ -54,7 +55,7 @@ for step in "${steps[@]}"; do
       rm -rf "$out"
       ;;
     swift-asan)
-      run "Swift tests under ASan" swift test --build-path .build-asan --sanitize=address --disable-swift-testing
+      run "Swift tests under ASan (UBSan for the C code)" swift test --build-path .build-asan "${asan[@]}" --disable-swift-testing
       ;;
     *) echo "unknown step $step"; failed=1 ;;
   esac
