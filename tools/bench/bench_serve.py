@@ -3,6 +3,12 @@ concurrent clients, continuous batching on (--parallel 16) vs off (--parallel 1)
 visual-token cache on vs off, on a model directory.
 
     python3 tools/bench/bench_serve.py build/prefix/bin/flamingo models/flamingo-mini [--requests 4] [--tokens 32]
+    python3 tools/bench/bench_serve.py build/prefix/bin/flamingo --of3b /tmp/of3b-serve-q4   # made when missing
+
+--of3b: the OpenFlamingo-3B geometry (ViT-L/14, MPT-1B dimensions, cross-attention in every
+layer; random q4 weights from `flamingo synth`, tools/bench/bench_quant.py's config) with
+flamingo-mini's tokenizer, so its vocabulary is 412 rows instead of 50,280 (the output head,
+5 % of a decode step's bytes at q4/q8, is left out).
 
 Each client sends --requests streaming chat requests one after another: a 2-shot caption
 prompt (two fixed demonstration images, then the client's own image) and exactly --tokens new
@@ -86,14 +92,39 @@ def run(cli, model, flags, clients, requests, tokens, images, demos):
             "requests_per_s": len(jobs) / wall, "generated": generated}
 
 
+def make_of3b(cli, out: Path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools" / "bench"))
+    from bench_quant import config
+
+    mini = ROOT / "models" / "flamingo-mini"
+    c = config("of3b")
+    m = json.loads((mini / "config.json").read_text())
+    c["language_model"]["vocab_size"] = m["language_model"]["vocab_size"]
+    c["tokens"] = m["tokens"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "source-config.json").write_text(json.dumps(c))
+    subprocess.run([cli, "synth", str(out / "source-config.json"), str(out / "model"), "--type", "q4"], check=True)
+    (out / "model" / "tokenizer.json").write_bytes((mini / "tokenizer.json").read_bytes())
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    cfg["tokenizer"] = "tokenizer.json"
+    (out / "model" / "config.json").write_text(json.dumps(cfg))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cli")
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--of3b", type=Path, help="a directory for the OpenFlamingo-3B geometry model (made when missing)")
     ap.add_argument("--requests", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--threads", default="2")
     a = ap.parse_args()
+    if a.of3b:
+        if not (a.of3b / "model" / "config.json").is_file():
+            make_of3b(a.cli, a.of3b)
+        a.model = str(a.of3b / "model")
     mini = ROOT / "models" / "flamingo-mini"
     images = sorted((mini / "eval" / "images").iterdir())[:16]
     demos = [(mini / "examples" / "red_circle.jpg", "A red circle."), (mini / "examples" / "blue_squares.jpg", "Two blue squares.")]
