@@ -17,7 +17,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Most images per request.") var maxImages = 32
     @Option(help: "Allow file:// image URLs under this directory.") var mediaPath: String?
     @Option(help: "Requests that may wait for a session before 503.") var queue = 64
-    @Option(help: "Images whose visual tokens are kept (0: no cache).") var imageCache = 256
+    @Option(help: "MiB for the visual tokens of recent images, LRU (0: no cache).") var imageCacheMb = 256
     @Option(help: "Compute backend: cpu or opencl.") var backend = "cpu"
     @Option(help: "OpenCL device (index or name substring).") var device = "-1"
     @Option(help: "CPU threads (default: one per core).") var threads: Int?
@@ -26,8 +26,8 @@ struct Serve: ParsableCommand {
         guard let dir = model ?? ProcessInfo.processInfo.environment["FLAMINGO_MODEL"] else {
             throw ValidationError("no model: pass --model DIR or set FLAMINGO_MODEL")
         }
-        guard (0...65535).contains(port), parallel >= 1, ctx >= 0, maxBodyMb >= 1, maxImages >= 0, queue >= 1, imageCache >= 0 else {
-            throw ValidationError("--port, --parallel, --ctx, --max-body-mb, --max-images, --queue or --image-cache is out of range")
+        guard (0...65535).contains(port), parallel >= 1, ctx >= 0, maxBodyMb >= 1, maxImages >= 0, queue >= 1, (0...(1 << 20)).contains(imageCacheMb) else {
+            throw ValidationError("--port, --parallel, --ctx, --max-body-mb, --max-images, --queue or --image-cache-mb is out of range")
         }
         var o = ServerOptions(modelDirectory: dir)
         o.host = host
@@ -38,7 +38,7 @@ struct Serve: ParsableCommand {
         o.maxImages = maxImages
         o.mediaPath = mediaPath
         o.queueLimit = queue
-        o.imageCacheSize = imageCache
+        o.imageCacheBytes = imageCacheMb << 20
         if let apiKeyFile {
             guard let text = try? String(contentsOfFile: apiKeyFile, encoding: .utf8),
                   let first = text.split(separator: "\n").first, !first.isEmpty else {

@@ -66,7 +66,7 @@ final class Engine: @unchecked Sendable {
     private let condition = NSCondition()
     private var waiting: [Job] = []
 
-    init(flamingo: Flamingo, parallel: Int, contextLength: Int, queueLimit: Int, imageCacheSize: Int,
+    init(flamingo: Flamingo, parallel: Int, contextLength: Int, queueLimit: Int, imageCacheBytes: Int,
          metrics: Metrics) throws {
         guard let tokenizer = flamingo.tokenizer else {
             throw FlamingoError.unsupported("the model directory has no tokenizer; the server needs one")
@@ -77,7 +77,7 @@ final class Engine: @unchecked Sendable {
         self.contextLength = contextLength
         self.queueLimit = queueLimit
         self.metrics = metrics
-        images = VisualTokenCache(flamingo: flamingo, capacity: imageCacheSize, metrics: metrics)
+        images = VisualTokenCache(flamingo: flamingo, capacityBytes: imageCacheBytes, metrics: metrics)
     }
 
     enum SubmitError: Error { case queueFull }
@@ -279,41 +279,46 @@ struct StopFilter {
     }
 }
 
-/// Visual tokens of recently seen images, by their encoded bytes: few-shot prompts repeat
-/// the same demonstration images in every request, and their encoding is the costly part
-/// of a prompt. Least recently used entries go first.
+/// Visual tokens of recently seen images, keyed by their encoded bytes (compared in full:
+/// no hash collision can hand one client's tokens to another): few-shot prompts repeat the
+/// same demonstration images in every request, and their encoding is the costly part of a
+/// prompt. Bounded by the bytes it holds (keys and tokens); least recently used go first.
 final class VisualTokenCache {
     private let flamingo: Flamingo
-    private let capacity: Int
+    private let capacityBytes: Int
     private let metrics: Metrics
     private var entries: [[UInt8]: (tokens: [Float], used: Int)] = [:]
+    private var bytes = 0
     private var clock = 0
 
-    init(flamingo: Flamingo, capacity: Int, metrics: Metrics) {
+    init(flamingo: Flamingo, capacityBytes: Int, metrics: Metrics) {
         self.flamingo = flamingo
-        self.capacity = capacity
+        self.capacityBytes = capacityBytes
         self.metrics = metrics
     }
 
     /// Only the engine thread calls this.
-    func visualTokens(_ bytes: [UInt8]) throws -> ([Float], Bool) {
+    func visualTokens(_ image: [UInt8]) throws -> ([Float], Bool) {
         clock += 1
-        if let e = entries[bytes] {
-            entries[bytes]?.used = clock
+        if let e = entries[image] {
+            entries[image]?.used = clock
             metrics.add(\.imageCacheHits, 1)
             return (e.tokens, true)
         }
         let began = Date()
-        let buffer = try flamingo.visualTokens(for: [.encoded(bytes)])
+        let buffer = try flamingo.visualTokens(for: [.encoded(image)])
         let tokens = Array(UnsafeBufferPointer(start: buffer.p, count: buffer.count))
         metrics.add(\.imageCacheMisses, 1)
         metrics.add(\.encodeSeconds, Date().timeIntervalSince(began))
-        if capacity > 0 {
-            if entries.count >= capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used })?.key {
-                entries[oldest] = nil
-            }
-            entries[bytes] = (tokens, clock)
+        let size = image.count + 4 * tokens.count
+        guard size <= capacityBytes else { return (tokens, false) }
+        while bytes + size > capacityBytes, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+            entries[oldest.key] = nil
+            bytes -= oldest.key.count + 4 * oldest.value.tokens.count
         }
+        entries[image] = (tokens, clock)
+        bytes += size
+        metrics.set(\.imageCacheBytes, bytes)
         return (tokens, false)
     }
 }

@@ -12,6 +12,7 @@ final class Metrics: @unchecked Sendable {
         var encodeSeconds = 0.0
         var imageCacheHits = 0.0
         var imageCacheMisses = 0.0
+        var imageCacheBytes = 0.0
         var queueDepth = 0.0
         var busySessions = 0.0
     }
@@ -35,6 +36,7 @@ final class Metrics: @unchecked Sendable {
             ("flamingo_encode_seconds_total", "counter", "Seconds spent encoding images (cache misses).", v.encodeSeconds),
             ("flamingo_image_cache_hits_total", "counter", "Images whose visual tokens came from the cache.", v.imageCacheHits),
             ("flamingo_image_cache_misses_total", "counter", "Images encoded.", v.imageCacheMisses),
+            ("flamingo_image_cache_bytes", "gauge", "Bytes held by the visual-token cache (images and tokens).", v.imageCacheBytes),
             ("flamingo_queue_depth", "gauge", "Jobs waiting for a session.", v.queueDepth),
             ("flamingo_busy_sessions", "gauge", "Sessions advanced in the latest step.", v.busySessions),
         ]

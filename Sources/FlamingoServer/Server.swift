@@ -17,7 +17,7 @@ public struct ServerOptions: @unchecked Sendable {
     public var maxImages = 32
     public var mediaPath: String?
     public var queueLimit = 64
-    public var imageCacheSize = 256
+    public var imageCacheBytes = 256 << 20
     public var backend: ComputeBackend = .cpu
 
     public init(modelDirectory: String) { self.modelDirectory = modelDirectory }
@@ -207,7 +207,7 @@ final class ServerState: @unchecked Sendable {
             let maxLength = flamingo.config.languageModel.maxSeqLen
             let context = options.contextLength > 0 ? min(options.contextLength, maxLength) : maxLength
             let engine = try Engine(flamingo: flamingo, parallel: options.parallel, contextLength: context,
-                                    queueLimit: options.queueLimit, imageCacheSize: options.imageCacheSize, metrics: metrics)
+                                    queueLimit: options.queueLimit, imageCacheBytes: options.imageCacheBytes, metrics: metrics)
             engine.start()
             result = .ready(engine)
             print("flamingo serve: model \(options.modelDirectory) ready (\(options.parallel) sessions of \(context) tokens)")

@@ -140,4 +140,25 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(RequestError(FlamingoError.outOfMemory("big")).status, 503)
         XCTAssertEqual(RequestError(FlamingoError.internal("bug")).status, 500)
     }
+
+    func testVisualTokenCacheIsBoundedByBytes() throws {
+        let f = try Flamingo(try Model(directory: fixturesDir + "/mpt_tiny"))
+        let a = try readWholeFile(fixturesDir + "/images/exif1_40x24.jpg"), b = try readWholeFile(fixturesDir + "/images/exif2_40x24.jpg")
+        let per = 4 * f.latentsPerMedia * f.visualWidth
+        let metrics = Metrics()
+        let cache = VisualTokenCache(flamingo: f, capacityBytes: max(a.count, b.count) + per, metrics: metrics)  // one entry
+        let (first, hit1) = try cache.visualTokens(a)
+        XCTAssertFalse(hit1)
+        let (again, hit2) = try cache.visualTokens(a)
+        XCTAssertTrue(hit2)
+        XCTAssertEqual(again, first)
+        XCTAssertEqual(first.count * 4, per)
+        XCTAssertFalse(try cache.visualTokens(b).1)  // evicts a
+        XCTAssertFalse(try cache.visualTokens(a).1)
+        XCTAssertTrue(metrics.text.contains("flamingo_image_cache_hits_total 1\n"))
+        XCTAssertTrue(metrics.text.contains("flamingo_image_cache_misses_total 3\n"))
+        let none = VisualTokenCache(flamingo: f, capacityBytes: 0, metrics: metrics)
+        XCTAssertFalse(try none.visualTokens(a).1)
+        XCTAssertFalse(try none.visualTokens(a).1)
+    }
 }

@@ -135,7 +135,7 @@ def main():
         for parallel, cache in ((16, 256), (1, 256), (16, 0)):
             if clients == 1 and (parallel, cache) == (1, 256):
                 continue  # same as batching on with one client
-            flags = ["--parallel", str(parallel), "--image-cache", str(cache), "--threads", a.threads, "--queue", "256"]
+            flags = ["--parallel", str(parallel), "--image-cache-mb", str(cache), "--threads", a.threads, "--queue", "256"]
             r = run(a.cli, a.model, flags, clients, a.requests, a.tokens, images, demos)
             print(f"| {clients} | {'on' if parallel > 1 else 'off'} | {'on' if cache else 'off'} | "
                   f"{r['ttft_p50'] * 1000:.0f} | {r['ttft_p99'] * 1000:.0f} | {r['tokens_per_s']:.1f} | {r['requests_per_s']:.2f} |",
