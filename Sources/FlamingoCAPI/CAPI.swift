@@ -3,7 +3,6 @@
 // status; out-parameters are written only on success.
 import CFlamingoSupport
 import FlamingoCore
-import Synchronization
 
 // MARK: - Errors and status
 
@@ -168,7 +167,7 @@ final class ModelHandle {
 /// Live handles of one kind, so that a stale or foreign pointer is rejected
 /// instead of dereferenced.
 final class HandleRegistry<T: AnyObject>: @unchecked Sendable {
-    private let live = Mutex(Set<UnsafeMutableRawPointer>())
+    private let live = Locked(Set<UnsafeMutableRawPointer>())
     let name: String
     init(_ name: String) { self.name = name }
 

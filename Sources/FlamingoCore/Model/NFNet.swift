@@ -566,26 +566,17 @@ public final class NFNet: @unchecked Sendable {
 /// Scratch pairs kept between forwards; a forward running while another
 /// holds them gets a new pair.
 final class ScratchPool: @unchecked Sendable {
-    private var free: [(ConvScratch, ConvScratch)] = []
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    init() { pthread_mutex_init(mutex, nil) }
-    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    private let free = Locked<[(ConvScratch, ConvScratch)]>([])
 
     func take() -> (ConvScratch, ConvScratch) {
-        pthread_mutex_lock(mutex)
-        let pair = free.popLast()
-        pthread_mutex_unlock(mutex)
-        let p = pair ?? (ConvScratch(), ConvScratch())
+        let p = free.withLock { $0.popLast() } ?? (ConvScratch(), ConvScratch())
         p.0.reset()
         p.1.reset()
         return p
     }
 
     func give(_ a: ConvScratch, _ b: ConvScratch) {
-        pthread_mutex_lock(mutex)
-        if free.count < 2 { free.append((a, b)) }
-        pthread_mutex_unlock(mutex)
+        free.withLock { if $0.count < 2 { $0.append((a, b)) } }
     }
 }
 

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 
 /// Log levels, numerically equal to flamingo_log_level in the C header.
 public enum LogLevel: Int32, Comparable, Sendable {
@@ -18,7 +17,7 @@ public enum Log {
         var user: UnsafeMutableRawPointer?
         var minLevel: LogLevel
     }
-    private static let sink = Mutex(Sink(callback: nil, user: nil, minLevel: .warn))
+    private static let sink = Locked(Sink(callback: nil, user: nil, minLevel: .warn))
 
     public static func setCallback(_ cb: LogCallback?, user: UnsafeMutableRawPointer?) {
         sink.withLock { $0.callback = cb; $0.user = user }
