@@ -256,7 +256,12 @@ def test_client_disconnect_frees_the_session(server):
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    assert b"data:" in sock.recv(4096)
+    sock.settimeout(60)
+    got = b""
+    while b"data:" not in got:  # the headers and the first event may come in separate reads
+        chunk = sock.recv(4096)
+        assert chunk, f"the server closed the stream: {got!r}"
+        got += chunk
     sock.close()
     deadline = time.time() + 20
     while time.time() < deadline:
